@@ -1,0 +1,138 @@
+"""Attention, normalisation and feed-forward layers shared by the TripoSG DiT and VAE.
+
+The modules own the weights (their attribute names are the released checkpoint's key names);
+`attention_math` is a small stateless function that does the arithmetic with
+`torch.nn.functional.scaled_dot_product_attention`.
+
+Head layout (baked into the released weights, see the reference):
+- self-attention: `cat([to_q(x), to_k(x), to_v(x)])` is viewed as (B, L, H, 3·Dh) and split into q, k, v,
+  so head h reads *consecutive* slices of the concatenation, not slices of each projection;
+- cross-attention: q is split normally (B, L, H, Dh); `cat([to_k(c), to_v(c)])` is viewed as
+  (B, S, H, 2·Dh) and split into k, v.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input dtype (stable under fp16/bf16), cast back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last dimension with a learnable scale (the qk-norm of the paper §3.1)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32 * self.weight.float()).to(x.dtype)
+
+
+def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention on (B, L, H, Dh) tensors; returns (B, L, H·Dh).
+
+    Uses SDPA (flash / memory-efficient kernels where the device has them). For losses that need
+    second derivatives through attention (eikonal, normals), wrap the call in
+    `torch.nn.attention.sdpa_kernel(SDPBackend.MATH)`: the CPU flash kernel has no double backward.
+    """
+    b, l, h, d = q.shape
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2).reshape(b, l, h * d)
+
+
+class Attention(nn.Module):
+    """Multi-head self- or cross-attention with the release's concatenate-then-split head layout.
+
+    Args:
+        query_dim: width D of the query tokens.
+        heads: number of heads H; the head dimension is `query_dim // heads`.
+        cross_attention_dim: width of the context tokens; None means self-attention.
+        qk_norm: per-head RMSNorm on q and k (`norm_q`, `norm_k`).
+        cross_attention_norm: LayerNorm on the context (`norm_cross`), as in the VAE.
+        qkv_bias: bias on `to_q/to_k/to_v` (False in the release).
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        cross_attention_dim: int | None = None,
+        qk_norm: bool = False,
+        cross_attention_norm: bool = False,
+        qkv_bias: bool = False,
+        eps: float = 1e-6,
+    ):
+        super().__init__()
+        if query_dim % heads != 0:
+            raise ValueError(f"query_dim={query_dim} is not divisible by heads={heads}")
+        self.heads = heads
+        self.head_dim = query_dim // heads
+        self.is_cross_attention = cross_attention_dim is not None
+        context_dim = cross_attention_dim if cross_attention_dim is not None else query_dim
+
+        self.to_q = nn.Linear(query_dim, query_dim, bias=qkv_bias)
+        self.to_k = nn.Linear(context_dim, query_dim, bias=qkv_bias)
+        self.to_v = nn.Linear(context_dim, query_dim, bias=qkv_bias)
+        self.norm_q = RMSNorm(self.head_dim, eps=eps) if qk_norm else None
+        self.norm_k = RMSNorm(self.head_dim, eps=eps) if qk_norm else None
+        self.norm_cross = FP32LayerNorm(context_dim) if cross_attention_norm else None
+        # A ModuleList so the key reads `to_out.0.*` as in the checkpoint; index 1 is a no-op dropout.
+        self.to_out = nn.ModuleList([nn.Linear(query_dim, query_dim, bias=True), nn.Dropout(0.0)])
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """`x`: (B, L, D) queries; `context`: (B, S, C) for cross-attention. Returns (B, L, D)."""
+        b, l, _ = x.shape
+        h, d = self.heads, self.head_dim
+        if self.is_cross_attention:
+            if context is None:
+                raise ValueError("cross-attention needs a context tensor")
+            if self.norm_cross is not None:
+                context = self.norm_cross(context)
+            q = self.to_q(x).view(b, l, h, d)
+            kv = torch.cat([self.to_k(context), self.to_v(context)], dim=-1)
+            k, v = kv.view(b, context.shape[1], h, 2 * d).split(d, dim=-1)
+        else:
+            qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], dim=-1)
+            q, k, v = qkv.view(b, l, h, 3 * d).split(d, dim=-1)
+        if self.norm_q is not None:
+            q = self.norm_q(q)
+            k = self.norm_k(k)
+        out = attention_math(q, k, v)
+        return self.to_out[1](self.to_out[0](out))
+
+
+class GELUProj(nn.Module):
+    """Linear followed by exact-erf GELU; a module so the key reads `net.0.proj.*`."""
+
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.proj(x))
+
+
+class FeedForward(nn.Module):
+    """Two-layer GELU MLP, keys `net.0.proj.*` and `net.2.*` (index 1 is a no-op dropout)."""
+
+    def __init__(self, dim: int, inner_dim: int):
+        super().__init__()
+        self.net = nn.ModuleList([GELUProj(dim, inner_dim), nn.Dropout(0.0), nn.Linear(inner_dim, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x

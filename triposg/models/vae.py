@@ -1,0 +1,244 @@
+"""TripoSG's SDF VAE (paper §3.3): a 3DShape2VecSet-style set autoencoder, loadable from the release.
+
+Encoder: the latent queries are M of the input surface points (random 4·M candidates, then
+farthest-point sampling), so any M works (512, 2048, 4096) without positional encoding. Point features
+are `[frequency_embed(xyz), normal]`; one cross-attention block from the queries to all points, then
+self-attention blocks. `quant` gives a diagonal Gaussian of 64 channels per token.
+
+Decoder: `post_quant`, self-attention over the latent tokens (once per shape), then one cross-attention
+block from embedded query xyz to the tokens and a linear head. The released network's raw output is
+SDF-like (positive outside); `decode` returns it **negated**, positive inside and negative outside, the
+convention every extraction path of this project uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .attention import FP32LayerNorm
+from .embeddings import FrequencyPointEmbedding
+from .fps import farthest_point_sampling
+from .transformer import DiTBlock, run_block
+
+
+class DiagonalGaussian:
+    """Diagonal Gaussian over latent tokens. `parameters`: (B, M, 2·C) = [mean, logvar] on the last dim."""
+
+    def __init__(self, parameters: torch.Tensor, deterministic: bool = False):
+        self.mean, logvar = parameters.chunk(2, dim=-1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.deterministic = deterministic
+        self.std = torch.zeros_like(self.mean) if deterministic else torch.exp(0.5 * self.logvar)
+        self.var = self.std.pow(2)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, M, C) reparameterised sample."""
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """(B,) KL divergence to N(0, I), averaged over tokens and channels (scale-free across M)."""
+        if self.deterministic:
+            return torch.zeros(self.mean.shape[0], device=self.mean.device)
+        kl = 0.5 * (self.mean.pow(2) + self.var - 1.0 - self.logvar)
+        return kl.mean(dim=(1, 2))
+
+
+@dataclass
+class TripoSGEncoderOutput(BaseOutput):
+    """`latent_dist`: the posterior. `query_indices`: (B, M) which input points became latent queries."""
+
+    latent_dist: DiagonalGaussian
+    query_indices: torch.Tensor | None = None
+
+
+@dataclass
+class TripoSGDecoderOutput(BaseOutput):
+    """`sample`: (B, Q, 1) decoded field, positive inside and negative outside."""
+
+    sample: torch.Tensor
+
+
+class TripoSGEncoder(nn.Module):
+    """Point cloud (B, N, in_dim) → (B, M, width) tokens."""
+
+    def __init__(self, in_dim: int, width: int, heads: int, num_layers: int):
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, width)
+        cross = DiTBlock(width, heads, 4 * width, self_attention=False, cross_attention_dim=width,
+                         qk_norm=False, cross_attention_norm=True)
+        self_blocks = [DiTBlock(width, heads, 4 * width, qk_norm=False) for _ in range(num_layers)]
+        self.blocks = nn.ModuleList([cross, *self_blocks])
+        self.norm_out = FP32LayerNorm(width)
+        self.gradient_checkpointing = False
+
+    def forward(self, point_features: torch.Tensor, query_indices: torch.Tensor) -> torch.Tensor:
+        """`point_features`: (B, N, in_dim); `query_indices`: (B, M) → (B, M, width)."""
+        x = self.proj_in(point_features)  # (B, N, D)
+        h = torch.gather(x, 1, query_indices[..., None].expand(-1, -1, x.shape[-1]))  # (B, M, D)
+        h, _ = run_block(self, self.blocks[0], h, x)
+        for block in self.blocks[1:]:
+            h, _ = run_block(self, block, h)
+        return self.norm_out(h)
+
+
+class TripoSGDecoder(nn.Module):
+    """Latent tokens and query points → raw field values (SDF-like, positive outside)."""
+
+    def __init__(self, query_dim: int, width: int, heads: int, num_layers: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [DiTBlock(width, heads, 4 * width, qk_norm=False) for _ in range(num_layers)]
+            + [DiTBlock(width, heads, 4 * width, self_attention=False, cross_attention_dim=width,
+                        qk_norm=False, cross_attention_norm=True)]
+        )
+        self.proj_query = nn.Linear(query_dim, width)
+        self.norm_out = FP32LayerNorm(width)
+        self.proj_out = nn.Linear(width, 1)
+        self.gradient_checkpointing = False
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, M, width) → (B, M, width) after the self-attention stack (run once per shape)."""
+        for block in self.blocks[:-1]:
+            tokens, _ = run_block(self, block, tokens)
+        return tokens
+
+    def query(self, tokens: torch.Tensor, query_features: torch.Tensor) -> torch.Tensor:
+        """`tokens`: (B, M, width) decoded; `query_features`: (B, Q, query_dim) → (B, Q, 1) raw values."""
+        h, _ = run_block(self, self.blocks[-1], self.proj_query(query_features), tokens)
+        return self.proj_out(self.norm_out(h))
+
+
+class TripoSGVAEModel(ModelMixin, ConfigMixin):
+    """The SDF VAE. Defaults = the release (encoder 512 wide × 8, decoder 1024 wide × 16, 64 channels).
+
+    Config:
+        in_channels: xyz (3); normals are appended to the embedded points.
+        latent_channels: channels per latent token (the DiT's `in_channels`).
+        num_attention_heads, width_encoder, width_decoder, num_layers_encoder, num_layers_decoder: sizes.
+        embedding_type, embed_frequency, embed_include_pi: the point embedding (only "frequency").
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        latent_channels: int = 64,
+        num_attention_heads: int = 8,
+        width_encoder: int = 512,
+        width_decoder: int = 1024,
+        num_layers_encoder: int = 8,
+        num_layers_decoder: int = 16,
+        embedding_type: str = "frequency",
+        embed_frequency: int = 8,
+        embed_include_pi: bool = False,
+    ):
+        super().__init__()
+        if embedding_type != "frequency":
+            raise ValueError(f"embedding_type={embedding_type!r} is not supported; use 'frequency'")
+        self.embedder = FrequencyPointEmbedding(in_channels, embed_frequency, embed_include_pi)
+        embed_dim = self.embedder.out_dim
+        self.encoder = TripoSGEncoder(embed_dim + in_channels, width_encoder, num_attention_heads, num_layers_encoder)
+        self.quant = nn.Linear(width_encoder, 2 * latent_channels)
+        self.post_quant = nn.Linear(latent_channels, width_decoder)
+        self.decoder = TripoSGDecoder(embed_dim, width_decoder, num_attention_heads, num_layers_decoder)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def select_queries(
+        self, xyz: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Pick M query points per shape: 4·M random candidates, then FPS down to M.
+
+        `xyz`: (B, N, 3) → (B, M) indices into N.
+        """
+        b, n, _ = xyz.shape
+        if num_tokens > n:
+            raise ValueError(f"num_tokens={num_tokens} exceeds the {n} input points; give more surface points")
+        num_candidates = min(n, 4 * num_tokens)
+        candidates = torch.stack(
+            [torch.randperm(n, generator=generator)[:num_candidates] for _ in range(b)]
+        ).to(xyz.device)  # (B, 4M)
+        candidate_xyz = torch.gather(xyz, 1, candidates[..., None].expand(-1, -1, 3))
+        chosen = farthest_point_sampling(candidate_xyz, num_tokens, generator=generator)  # (B, M)
+        return torch.gather(candidates, 1, chosen)
+
+    def encode(
+        self,
+        points: torch.Tensor,
+        num_tokens: int = 2048,
+        generator: torch.Generator | None = None,
+        query_indices: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> TripoSGEncoderOutput | tuple:
+        """Encode surface points into a latent distribution.
+
+        Args:
+            points: (B, N, 6) xyz + normals (xyz in the unit cube).
+            num_tokens: M latent tokens.
+            generator: seeds the query selection.
+            query_indices: (B, M) explicit query indices (skips the random + FPS selection).
+        Returns:
+            `.latent_dist` over (B, M, latent_channels) and `.query_indices`.
+        """
+        if points.ndim != 3 or points.shape[-1] != 2 * self.config.in_channels:
+            raise ValueError(f"points must be (B, N, {2 * self.config.in_channels}) xyz + normals, got {tuple(points.shape)}")
+        xyz, normals = points.split(self.config.in_channels, dim=-1)
+        if query_indices is None:
+            query_indices = self.select_queries(xyz, num_tokens, generator)
+        features = torch.cat([self.embedder(xyz), normals], dim=-1)  # (B, N, 54)
+        tokens = self.encoder(features, query_indices)
+        dist = DiagonalGaussian(self.quant(tokens))
+        if not return_dict:
+            return (dist,)
+        return TripoSGEncoderOutput(latent_dist=dist, query_indices=query_indices)
+
+    def decode_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, M, latent_channels) latents → (B, M, width_decoder) tokens ready for `query` (once per shape)."""
+        return self.decoder.decode_tokens(self.post_quant(latents))
+
+    def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk_size: int = 50_000) -> torch.Tensor:
+        """Field at query points from decoded tokens. `xyz`: (B, Q, 3) → (B, Q, 1), positive inside."""
+        values = [
+            self.decoder.query(tokens, self.embedder(chunk)) for chunk in xyz.split(chunk_size, dim=1)
+        ]
+        return -torch.cat(values, dim=1)
+
+    def decode(
+        self, latents: torch.Tensor, sampled_points: torch.Tensor, chunk_size: int = 50_000, return_dict: bool = True
+    ) -> TripoSGDecoderOutput | tuple:
+        """Decode latents (B, M, C) at `sampled_points` (B, Q, 3) → `.sample` (B, Q, 1), positive inside."""
+        values = self.query(self.decode_tokens(latents), sampled_points, chunk_size)
+        if not return_dict:
+            return (values,)
+        return TripoSGDecoderOutput(sample=values)
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        sampled_points: torch.Tensor,
+        num_tokens: int = 2048,
+        sample_posterior: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """Autoencode: (B, N, 6) surface points, (B, Q, 3) queries → ((B, Q, 1) field, posterior)."""
+        posterior = self.encode(points, num_tokens, generator).latent_dist
+        latents = posterior.sample(generator) if sample_posterior else posterior.mode()
+        return self.decode(latents, sampled_points).sample, posterior
