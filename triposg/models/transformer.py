@@ -269,13 +269,15 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin):
         """
         if dense.config.use_moe:
             raise ValueError("the model already uses MoE; upcycle a dense model")
-        config = dict(dense.config)
+        # Private keys such as `_use_default_values` would make `from_config` drop the MoE switches.
+        config = {k: v for k, v in dense.config.items() if not k.startswith("_")}
         config.update(use_moe=True, num_experts=num_experts, moe_top_k=moe_top_k,
                       moe_shared_expert=moe_shared_expert, moe_layers=moe_layers)
         with torch.device("meta"):
-            moe_model = cls.from_config(config)
+            moe_model = cls(**config)
         moe_model.to_empty(device=dense.device)
-        moe_model.to(dense.dtype)
+        if dense.dtype != torch.float32:
+            nn.Module.to(moe_model, dense.dtype)
         dense_state = dense.state_dict()
         for i in moe_model.moe_layer_indices:
             prefix = f"blocks.{i}.ff."
