@@ -1,0 +1,29 @@
+"""Geometry decoding: field -> grid values (volume decoders) -> mesh (surface extraction) -> post-processing -> file."""
+
+from triposg.geometry.export import SUPPORTED_FORMATS, export_mesh, read_glb_metadata
+from triposg.geometry.postprocess import PostProcessor, remove_floaters, simplify
+from triposg.geometry.surface import EmptySurfaceError, extract_mesh, extract_surface
+from triposg.geometry.volume import (
+    DEFAULT_BOUNDS,
+    DenseVolumeDecoder,
+    HierarchicalVolumeDecoder,
+    VolumeResult,
+    decode_volume,
+)
+
+__all__ = [
+    "DEFAULT_BOUNDS",
+    "SUPPORTED_FORMATS",
+    "DenseVolumeDecoder",
+    "EmptySurfaceError",
+    "HierarchicalVolumeDecoder",
+    "PostProcessor",
+    "VolumeResult",
+    "decode_volume",
+    "export_mesh",
+    "extract_mesh",
+    "extract_surface",
+    "read_glb_metadata",
+    "remove_floaters",
+    "simplify",
+]
