@@ -1,0 +1,224 @@
+"""Rectified-flow Euler sampler in the released TripoSG convention (paper §3.1.2, eqs. 9–11).
+
+Convention (must match the released checkpoint):
+
+- Interpolation ``x_σ = (1 − σ)·x0 + σ·ε`` with the noise fraction σ ∈ [0, 1]; the transformer's
+  ``timestep`` is ``1000·σ`` (a float). The paper's eq. 9 time is ``t = 1 − σ``.
+- The network predicts the velocity from noise to data, ``v ≈ x0 − ε``. Since ``dx/dσ = ε − x0 = −v``,
+  an Euler step from σ_i down to σ_{i+1} is ``x ← x + (σ_i − σ_{i+1})·v`` and the clean estimate is
+  ``x̂0 = x + σ·v``.
+- This sign is **opposite** to diffusers' ``FlowMatchEulerDiscreteScheduler``, whose model predicts
+  ``ε − x0`` and steps ``x ← x + (σ_{i+1} − σ_i)·v``. The two are not interchangeable with the same weights.
+
+Inference grid: ``s_i = 1 − i/N`` (i = 0..N−1), ``σ_i = shift·s_i / (1 + (shift − 1)·s_i)``, then a final
+σ = 0. With ``use_dynamic_shifting=True`` the shift is additionally multiplied by eq. 11's
+``sqrt(num_tokens / base_num_tokens)``, applied to σ so that more tokens ⇒ more steps at high noise
+(SD3's behaviour; see ``timesteps.py`` for how eq. 11's ``t`` maps onto σ).
+
+This module also hosts :class:`SchedulerOutput` and the timestep → step-index lookup shared by the
+DDPM and EDM ablation schedulers.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+
+from .timesteps import logit_normal_timesteps, resolution_shift_factor, shift_sigmas
+
+# A timestep passed to ``step`` may have been through a lower-precision cast (fp16 spacing is 0.5
+# near 1000); farther than this from every scheduled timestep it is a caller bug, not rounding.
+_TIMESTEP_MATCH_TOLERANCE = 0.5
+
+
+@dataclass
+class SchedulerOutput(BaseOutput):
+    """Output of a scheduler ``step``.
+
+    Args:
+        prev_sample: (B, M, C) the sample at the next (less noisy) entry of the schedule.
+        pred_original_sample: (B, M, C) the current clean-latent estimate x̂0 (for streaming previews).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+def lookup_step_index(
+    schedule_timesteps: torch.Tensor, timestep: torch.Tensor | float, expected_index: int | None = None
+) -> int:
+    """Index of ``timestep`` in ``schedule_timesteps``.
+
+    ``expected_index`` (the scheduler's running counter) wins when it matches, so schedules with a
+    repeated timestep (EDM's Heun corrector) are walked in order; otherwise the nearest entry is used
+    (first one among repeats). A ``timestep`` given as a batch (B,) must hold one value.
+    """
+    if isinstance(timestep, torch.Tensor):
+        flat = timestep.detach().flatten().double().cpu()
+        if flat.numel() == 0:
+            raise ValueError("step() got an empty timestep tensor.")
+        if not torch.all(flat == flat[0]):
+            raise ValueError("step() needs one timestep for the whole batch, got different values.")
+        value = float(flat[0])
+    else:
+        value = float(timestep)
+    distance = (schedule_timesteps.detach().double().cpu() - value).abs()
+    if expected_index is not None and expected_index < len(distance):
+        if distance[expected_index] <= _TIMESTEP_MATCH_TOLERANCE:
+            return expected_index
+    index = int(torch.argmin(distance))
+    if distance[index] > _TIMESTEP_MATCH_TOLERANCE:
+        raise ValueError(
+            f"timestep {value} is not in the scheduler's timesteps; call step() with an entry of "
+            "scheduler.timesteps after set_timesteps()."
+        )
+    return index
+
+
+def expand_to_sample(values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """Reshape per-sample scalars (B,) or () to broadcast against ``sample`` (B, ...)."""
+    values = values.to(device=sample.device, dtype=torch.float32)
+    if values.ndim == 0:
+        return values
+    return values.reshape(values.shape[0], *([1] * (sample.ndim - 1)))
+
+
+class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
+    """Euler sampler for the rectified-flow velocity ``v ≈ x0 − ε`` (release convention, see module doc).
+
+    Args:
+        num_train_timesteps: ``timestep = num_train_timesteps·σ``; 1000 in the release.
+        shift: constant timestep shift applied to the inference grid (1 = none, the release setting).
+        use_dynamic_shifting: also multiply the shift by eq. 11's ``sqrt(num_tokens / base_num_tokens)``;
+            ``set_timesteps`` then needs ``num_tokens``. Off in the release.
+        base_num_tokens: eq. 11's base resolution n (512 tokens, the first training stage).
+    """
+
+    _compatibles = []
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_num_tokens: int = 512,
+    ):
+        if shift <= 0:
+            raise ValueError(f"shift must be positive, got {shift}.")
+        self.init_noise_sigma = 1.0
+        self.num_inference_steps: int | None = None
+        # Before set_timesteps: the full training grid, so len(timesteps) and indexing are meaningful.
+        self.sigmas = torch.cat([torch.linspace(1.0, 0.0, num_train_timesteps + 1)[:-1], torch.zeros(1)])
+        self.timesteps = self.sigmas[:-1] * num_train_timesteps
+        self._step_index: int | None = None
+
+    @property
+    def step_index(self) -> int | None:
+        """Index into ``timesteps`` of the next ``step`` call (None before the first step)."""
+        return self._step_index
+
+    def effective_shift(self, num_tokens: int | None = None) -> float:
+        """The shift used for ``num_tokens`` latent tokens: ``shift``, times eq. 11's factor if dynamic."""
+        shift = float(self.config.shift)
+        if self.config.use_dynamic_shifting:
+            if num_tokens is None:
+                raise ValueError(
+                    "use_dynamic_shifting=True needs the latent token count: pass num_tokens=... "
+                    "(e.g. 2048) to set_timesteps / sample_training_timesteps."
+                )
+            shift *= resolution_shift_factor(num_tokens, self.config.base_num_tokens)
+        return shift
+
+    def set_timesteps(
+        self, num_inference_steps: int, device: torch.device | str | None = None, num_tokens: int | None = None
+    ) -> None:
+        """Build the N-step grid: ``sigmas`` (N+1,) ending in 0 and ``timesteps`` (N,) = 1000·σ_0..σ_{N−1}."""
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}.")
+        # float64 so that e.g. N = 50 gives timesteps of exactly 1000, 980, ..., 20 after the cast.
+        unshifted = 1.0 - torch.arange(num_inference_steps, dtype=torch.float64) / num_inference_steps
+        sigmas = shift_sigmas(unshifted, self.effective_shift(num_tokens))
+        timesteps = sigmas * self.config.num_train_timesteps
+        self.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device, dtype=torch.float32)
+        self.timesteps = timesteps.to(device=device, dtype=torch.float32)
+        self.num_inference_steps = num_inference_steps
+        self._step_index = None
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Identity: rectified flow feeds ``x_σ`` to the network unscaled."""
+        return sample
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | float,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """One Euler step ``x ← x + (σ_i − σ_{i+1})·v``, in float32, cast back to ``sample.dtype``.
+
+        Args:
+            model_output: (B, M, C) predicted velocity v ≈ x0 − ε.
+            timestep: an entry of ``self.timesteps`` (scalar, or (B,) holding one value).
+            sample: (B, M, C) the current ``x_σ``.
+            generator: unused (the sampler is deterministic); kept for the common interface.
+        """
+        index = lookup_step_index(self.timesteps, timestep, self._step_index)
+        sigma = float(self.sigmas[index])
+        sigma_next = float(self.sigmas[index + 1])
+        velocity = model_output.float()
+        current = sample.float()
+        prev_sample = current + (sigma - sigma_next) * velocity
+        pred_original_sample = current + sigma * velocity
+        self._step_index = index + 1
+
+        prev_sample = prev_sample.to(sample.dtype)
+        pred_original_sample = pred_original_sample.to(sample.dtype)
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    # ---- training helpers: the same convention as `step` ----
+
+    def sample_training_timesteps(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        num_tokens: int | None = None,
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+    ) -> torch.Tensor:
+        """Training timesteps (B,) in (0, 1000): logit-normal σ (eq. 10), shifted like ``set_timesteps``."""
+        sigma = logit_normal_timesteps(batch_size, logit_mean, logit_std, generator=generator, device=device)
+        sigma = shift_sigmas(sigma, self.effective_shift(num_tokens))
+        return sigma * self.config.num_train_timesteps
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float
+    ) -> torch.Tensor:
+        """``x_σ = (1 − σ)·x0 + σ·ε`` with ``σ = timesteps / 1000``.
+
+        ``original_samples``, ``noise``: (B, M, C); ``timesteps``: (B,) or scalar in [0, 1000].
+        """
+        sigma = expand_to_sample(torch.as_tensor(timesteps) / self.config.num_train_timesteps, original_samples)
+        noisy = (1.0 - sigma) * original_samples.float() + sigma * noise.float()
+        return noisy.to(original_samples.dtype)
+
+    def get_training_target(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        """The velocity target ``v = x0 − ε`` (independent of the timestep). Shapes (B, M, C)."""
+        return original_samples - noise
+
+    def loss_weighting(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-sample weight (B,) of the velocity MSE: uniform (SD3-style, the sampling density does the weighting)."""
+        return torch.ones_like(torch.as_tensor(timesteps, dtype=torch.float32))
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
