@@ -11,18 +11,15 @@ two meshes' vertices, in voxels.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
 # Runnable as `python benchmarks/extraction.py` without installing the package: put the repo root on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from triposg.geometry import DEFAULT_BOUNDS, decode_volume, extract_surface  # noqa: E402
+from triposg.geometry import DEFAULT_BOUNDS, decode_volume, extract_surface
 
 
 def analytic_field(points: torch.Tensor) -> torch.Tensor:

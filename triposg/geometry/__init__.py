@@ -9,6 +9,7 @@ from triposg.geometry.volume import (
     HierarchicalVolumeDecoder,
     VolumeResult,
     decode_volume,
+    default_coarse_resolution,
 )
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "PostProcessor",
     "VolumeResult",
     "decode_volume",
+    "default_coarse_resolution",
     "export_mesh",
     "extract_mesh",
     "extract_surface",

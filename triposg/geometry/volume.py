@@ -314,6 +314,15 @@ def _num_doublings(coarse_resolution: int, resolution: int) -> int:
     return ratio.bit_length() - 1
 
 
+def default_coarse_resolution(resolution: int, max_coarse: int = 64) -> int:
+    """The coarse level for hierarchical decoding at ``resolution``: halve while above ``max_coarse`` and even,
+    so the result always divides ``resolution`` by a power of two (256 -> 64, 96 -> 48, 32 -> 32)."""
+    coarse = resolution
+    while coarse > max_coarse and coarse % 2 == 0:
+        coarse //= 2
+    return coarse
+
+
 VOLUME_DECODERS: dict[str, type] = {"dense": DenseVolumeDecoder, "hierarchical": HierarchicalVolumeDecoder}
 
 

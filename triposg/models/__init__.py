@@ -1,7 +1,11 @@
 """TripoSG networks: the flow transformer (DiT), the SDF VAE and their building blocks."""
 
+# The alias modules named by the released model_index.json must be imported up front: diffusers only
+# resolves component modules that are already in sys.modules.
+from .autoencoders import autoencoder_kl_triposg  # noqa: F401
 from .moe import MoEFeedForward, MoEStats, upcycle_feed_forward
 from .transformer import TripoSGDiTModel, TripoSGDiTModelOutput
+from .transformers import triposg_transformer  # noqa: F401
 from .vae import DiagonalGaussian, TripoSGVAEModel
 
 __all__ = [

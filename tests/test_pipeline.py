@@ -1,0 +1,178 @@
+"""TripoSGPipeline on tiny random models: generation, CFG, callbacks, previews, samplers, loading."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from triposg import TripoSGDiTModel, TripoSGPipeline, TripoSGVAEModel
+from triposg.models import TripoSGDiTModelOutput
+from triposg.pipelines import PreviewEvent, make_random_pipeline
+from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
+
+FAST = dict(num_inference_steps=3, num_tokens=16, octree_resolution=32, guidance_scale=3.0)
+
+
+def disc_image(size: int = 96, color=(200, 40, 40)) -> Image.Image:
+    """A coloured disc on a transparent background (RGBA)."""
+    yy, xx = np.mgrid[:size, :size]
+    inside = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 3) ** 2
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[inside] = (*color, 255)
+    return Image.fromarray(rgba, "RGBA")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = make_random_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_generates_a_mesh_from_an_image(pipe):
+    out = pipe(disc_image(), seed=1, **FAST)
+    vertices, faces = out.samples[0]
+    assert vertices.dtype == np.float32 and vertices.shape[1] == 3
+    assert faces.dtype == np.int64 and faces.shape[1] == 3 and len(faces) > 0
+    assert isinstance(out.meshes[0], trimesh.Trimesh) and len(out.meshes[0].faces) == len(faces)
+    assert np.abs(vertices).max() <= 1.005 + 1e-5
+    assert out.latents.shape == (1, 16, 8)
+    assert out.preprocessed[0].method == "alpha"
+    assert set(out.timings) == {"preprocess", "encode", "sample", "extract"}
+
+
+def test_seed_determines_the_result(pipe):
+    a = pipe(disc_image(), seed=3, **FAST).latents
+    b = pipe(disc_image(), seed=3, **FAST).latents
+    c = pipe(disc_image(), seed=4, **FAST).latents
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    with pytest.raises(ValueError, match="seed or generator"):
+        pipe(disc_image(), seed=1, generator=torch.Generator(), **FAST)
+
+
+def record_transformer_calls(pipe) -> list:
+    """Replace the DiT's forward: record its inputs, return a velocity of +1 (uncond) / +3 (cond)."""
+    calls = []
+
+    def forward(hidden_states, timestep, encoder_hidden_states=None, encoder_hidden_states_2=None,
+                attention_kwargs=None, return_dict=True):
+        calls.append((hidden_states.clone(), timestep.clone(), encoder_hidden_states.clone()))
+        values = torch.tensor([1.0, 3.0]) if hidden_states.shape[0] == 2 else torch.tensor([3.0])
+        return TripoSGDiTModelOutput(sample=values[:, None, None].expand_as(hidden_states).clone())
+
+    pipe.transformer.forward = forward
+    return calls
+
+
+def test_classifier_free_guidance_batch_order_and_formula():
+    pipe = make_random_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    calls = record_transformer_calls(pipe)
+    noise = torch.randn(1, 16, 8)
+    out = pipe(disc_image(), num_inference_steps=1, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
+               latents=noise.clone())
+    (x, t, ctx), = calls
+    assert x.shape[0] == 2 and torch.equal(x[0], x[1])
+    assert torch.count_nonzero(ctx[0]) == 0 and torch.count_nonzero(ctx[1]) > 0  # [uncond = zeros, cond]
+    assert t.tolist() == [1000.0, 1000.0]
+    # One rectified-flow step from σ=1 to 0 adds the guided velocity 1 + 4·(3 − 1) = 9.
+    torch.testing.assert_close(out.latents, noise + 9.0)
+
+    calls.clear()
+    pipe(disc_image(), num_inference_steps=2, guidance_scale=1.0, num_tokens=16, octree_resolution=32)
+    assert calls and all(call[0].shape[0] == 1 for call in calls)  # no CFG batch when guidance ≤ 1
+
+
+def test_callback_on_step_end_sees_and_replaces_latents(pipe):
+    seen = []
+
+    def callback(p, step, timestep, kwargs):
+        seen.append((step, float(timestep), kwargs["latents"].shape))
+        return {"latents": torch.zeros_like(kwargs["latents"])} if step == 2 else {}
+
+    out = pipe(disc_image(), seed=0, callback_on_step_end=callback, **FAST)
+    assert [s[0] for s in seen] == [0, 1, 2] and seen[0][1] == 1000.0
+    assert torch.count_nonzero(out.latents) == 0
+
+
+def test_preview_hook_streams_coarse_meshes(pipe):
+    events: list[PreviewEvent] = []
+    pipe(disc_image(), seed=0, preview_every=2, preview_callback=events.append, preview_resolution=32,
+         **{**FAST, "num_inference_steps": 5})
+    assert [e.step for e in events] == [2, 4] and all(e.num_steps == 5 for e in events)
+    assert all(isinstance(e.mesh, trimesh.Trimesh) and len(e.mesh.faces) > 0 for e in events)
+    assert events[1].elapsed >= events[0].elapsed
+
+
+@pytest.mark.parametrize("scheduler", [TripoSGDDPMScheduler(), TripoSGEDMScheduler()])
+def test_alternative_samplers_run_behind_the_same_pipeline(scheduler):
+    pipe = make_random_pipeline(seed=0, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(disc_image(), seed=0, **FAST)
+    assert len(out.samples[0][1]) > 0 and torch.isfinite(out.latents).all()
+
+
+def test_clip_branch_pipeline_and_missing_clip_error():
+    pipe = make_random_pipeline(seed=0, use_clip=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert len(pipe(disc_image(), seed=0, **FAST).meshes[0].faces) > 0
+    pipe.image_encoder_clip = None
+    with pytest.raises(ValueError, match="image_encoder_clip"):
+        pipe(disc_image(), seed=0, **FAST)
+
+
+def test_save_pretrained_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    module, name = index["transformer"]
+    assert getattr(importlib.import_module(module), name) is TripoSGDiTModel
+    loaded = TripoSGPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    a, b = pipe(disc_image(), seed=5, **FAST), loaded(disc_image(), seed=5, **FAST)
+    torch.testing.assert_close(a.latents, b.latents)
+    np.testing.assert_allclose(a.samples[0][0], b.samples[0][0], atol=1e-5)
+
+
+def test_loads_a_folder_laid_out_like_the_release(pipe, tmp_path):
+    """model_index.json with the release's module names and a VAE config named Tripo2VAEModel."""
+    folder = tmp_path / "release"
+    pipe.save_pretrained(folder)
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "TripoSGPipeline",
+        "_diffusers_version": "0.30.3",
+        "feature_extractor_dinov2": ["transformers", "BitImageProcessor"],
+        "image_encoder_dinov2": ["transformers", "Dinov2Model"],
+        "scheduler": ["triposg.schedulers.scheduling_rectified_flow", "RectifiedFlowScheduler"],
+        "transformer": ["triposg.models.transformers.triposg_transformer", "TripoSGDiTModel"],
+        "vae": ["triposg.models.autoencoders.autoencoder_kl_triposg", "TripoSGVAEModel"],
+    }, indent=2))
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({
+        "_class_name": "RectifiedFlowScheduler", "_diffusers_version": "0.30.3",
+        "num_train_timesteps": 1000, "shift": 1, "use_dynamic_shifting": False,
+    }))
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    vae_config["_class_name"] = "Tripo2VAEModel"
+    (folder / "vae" / "config.json").write_text(json.dumps(vae_config))
+    shutil.rmtree(folder / "image_encoder_clip", ignore_errors=True)
+
+    loaded = TripoSGPipeline.from_pretrained(folder)
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.transformer, TripoSGDiTModel) and isinstance(loaded.vae, TripoSGVAEModel)
+    assert isinstance(loaded.scheduler, RectifiedFlowScheduler) and loaded.scheduler.config.shift == 1.0
+    torch.testing.assert_close(loaded(disc_image(), seed=2, **FAST).latents, pipe(disc_image(), seed=2, **FAST).latents)
+
+
+def test_sphere_prior_gives_a_field_positive_inside():
+    pipe = make_random_pipeline(seed=0)
+    points = torch.tensor([[[0.0, 0.0, 0.0], [0.9, 0.9, 0.9], [0.3, 0.0, 0.0], [0.0, 0.95, 0.0]]])
+    with torch.no_grad():
+        values = pipe.vae.decode(torch.randn(1, 16, 8), points).sample[0, :, 0]
+    assert values[0] > 0 and values[2] > 0 and values[1] < 0 and values[3] < 0

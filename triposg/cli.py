@@ -1,0 +1,75 @@
+"""Command line: `python -m triposg generate IMAGE [IMAGE ...] -o OUT_DIR [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .geometry import SUPPORTED_FORMATS, export_mesh
+from .loading import load_pipeline
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m triposg", description="TripoSG image-to-3D")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate one mesh per image")
+    gen.add_argument("images", nargs="+", type=Path, help="input images (PNG/JPEG/WebP, alpha used if present)")
+    gen.add_argument("-o", "--output-dir", type=Path, default=Path("outputs"), help="where meshes are written")
+    gen.add_argument("--model", default=None, help="pipeline folder or hub id (default: the embedded model)")
+    gen.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    gen.add_argument("--seed", type=int, default=None, help="random seed (default: the model's, 42)")
+    gen.add_argument("--num-tokens", type=int, default=None, help="latent tokens")
+    gen.add_argument("--octree-resolution", type=int, default=None, help="extraction grid cells per side")
+    gen.add_argument("--faces", type=int, default=None, help="reduce each mesh to at most this many faces")
+    gen.add_argument("--format", choices=SUPPORTED_FORMATS, default="glb", help="output file format")
+    gen.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    return parser
+
+
+def generate(args: argparse.Namespace) -> int:
+    """Run the pipeline on every image; a failure is reported and the others go on. Returns the exit code."""
+    pipe, defaults = load_pipeline(args.model, args.device)
+    pipe.set_progress_bar_config(disable=True)
+    settings = dict(
+        num_inference_steps=args.steps or defaults.num_inference_steps,
+        guidance_scale=args.guidance if args.guidance is not None else defaults.guidance_scale,
+        num_tokens=args.num_tokens or defaults.num_tokens,
+        octree_resolution=args.octree_resolution or defaults.octree_resolution,
+        faces=args.faces,
+    )
+    seed = args.seed if args.seed is not None else defaults.seed
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for image_path in tqdm(args.images, desc="images", unit="image"):
+        target = args.output_dir / f"{image_path.stem}.{args.format}"
+        try:
+            start = time.perf_counter()
+            output = pipe(str(image_path), seed=seed, **settings)
+            metadata = {"source_image": image_path.name, "seed": seed, "model": str(args.model or "default"),
+                        **settings, "timings": output.timings}
+            export_mesh(output.meshes[0], target, args.format, metadata=metadata)
+            tqdm.write(f"{image_path} -> {target} ({len(output.meshes[0].faces)} faces, "
+                       f"{time.perf_counter() - start:.1f} s)")
+        except Exception as error:  # one bad image must not lose the others
+            failures.append(image_path)
+            tqdm.write(f"error: {image_path}: {error}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(args.images)} images failed: {', '.join(map(str, failures))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return generate(args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

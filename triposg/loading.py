@@ -1,0 +1,84 @@
+"""Finding and loading a pipeline: the embedded default model, a local folder or a hub id."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from .pipelines import TripoSGPipeline
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "default-model"
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+
+@dataclass
+class GenerationDefaults:
+    """Sampling settings a model was made for; a pipeline folder may override them in
+    `generation_config.json`. Defaults are the release script's."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.0
+    num_tokens: int = 2048
+    octree_resolution: int = 256
+    seed: int = 42
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike | None) -> "GenerationDefaults":
+        path = Path(folder) / GENERATION_CONFIG_NAME if folder is not None else None
+        if path is None or not path.is_file():
+            return cls()
+        known = {f.name for f in fields(cls)}
+        values = json.loads(path.read_text())
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def save(self, folder: str | os.PathLike) -> None:
+        (Path(folder) / GENERATION_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def default_model_path() -> Path:
+    """The embedded default model (override with the environment variable `TRIPOSG_DEFAULT_MODEL`)."""
+    return Path(os.environ.get("TRIPOSG_DEFAULT_MODEL", DEFAULT_MODEL_PATH))
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None`/"auto" → CUDA when available else CPU; asking for CUDA without one is a clear error."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def load_pipeline(
+    model: str | os.PathLike | None = None, device: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[TripoSGPipeline, GenerationDefaults]:
+    """Load a pipeline (None = the embedded default) onto `device`; returns it with its generation defaults.
+
+    `model` is a local folder laid out like the release, or a hub id such as `VAST-AI/TripoSG`
+    (needs network access or a populated Hugging Face cache). fp16 is used on CUDA when `dtype` is None.
+    """
+    source = default_model_path() if model is None else model
+    torch_device = resolve_device(device)
+    if dtype is None:
+        dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
+    local = Path(source)
+    if model is None and not (local / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"the embedded default model is missing at {local}. Restore it from git (`git checkout -- assets`) "
+            "or pass --model with a pipeline folder or hub id."
+        )
+    if local.exists() and not (local / "model_index.json").is_file():
+        raise FileNotFoundError(f"{local} is not a pipeline folder: it has no model_index.json")
+    try:
+        pipe = TripoSGPipeline.from_pretrained(str(source), torch_dtype=dtype)
+    except OSError as error:
+        raise OSError(
+            f"could not load the model {str(source)!r}: {error}. A hub id needs network access or a local "
+            "Hugging Face cache; otherwise download the folder elsewhere and pass its path."
+        ) from error
+    pipe.to(torch_device)
+    return pipe, GenerationDefaults.from_folder(local if local.is_dir() else None)

@@ -1,0 +1,305 @@
+"""`TripoSGPipeline`: image → latent tokens by guided flow sampling → SDF → mesh.
+
+Loads a folder laid out like the released `VAST-AI/TripoSG` checkpoint (same component names and
+`model_index.json` module names). Inference only: the training stack lives in `training/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import trimesh
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from ..geometry import (
+    DEFAULT_BOUNDS,
+    EmptySurfaceError,
+    PostProcessor,
+    decode_volume,
+    default_coarse_resolution,
+    extract_mesh,
+)
+from ..models import TripoSGDiTModel, TripoSGVAEModel
+from ..preprocessing import PreprocessResult, preprocess_image
+
+ImageInput = PIL.Image.Image | np.ndarray | str
+
+
+@dataclass
+class PreviewEvent:
+    """A streamed 3D preview: the coarse mesh of the clean-latent estimate after `step` of `num_steps`.
+
+    `mesh` is None when the estimate has no surface yet (early, very noisy steps).
+    """
+
+    step: int
+    num_steps: int
+    elapsed: float
+    mesh: trimesh.Trimesh | None
+
+
+@dataclass
+class TripoSGPipelineOutput(BaseOutput):
+    """`samples`: one `(vertices (V, 3) float32, faces (F, 3) int64)` per image, as the release returns.
+    `meshes`: the same as `trimesh.Trimesh`. `latents`: (B, M, C) final latents.
+    `preprocessed`: what preprocessing did to each input (image, mask, method), None if skipped.
+    `timings`: seconds per stage ("preprocess", "encode", "sample", "extract").
+    """
+
+    samples: list[tuple[np.ndarray, np.ndarray]]
+    meshes: list[trimesh.Trimesh]
+    latents: torch.Tensor
+    preprocessed: list[PreprocessResult] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class TripoSGPipeline(DiffusionPipeline):
+    """Image-to-3D with TripoSG.
+
+    Components (names as in the release): `vae`, `transformer`, `scheduler`, `image_encoder_dinov2`
+    (transformers `Dinov2Model`), `feature_extractor_dinov2` (`BitImageProcessor`), and optionally
+    `image_encoder_clip` (`CLIPVisionModelWithProjection`) with `feature_extractor_clip` for models
+    with the paper's global CLIP branch (`transformer.config.use_cross_attention_2`).
+    """
+
+    model_cpu_offload_seq = "image_encoder_clip->image_encoder_dinov2->transformer->vae"
+    _optional_components = ["image_encoder_clip", "feature_extractor_clip"]
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: TripoSGVAEModel,
+        transformer: TripoSGDiTModel,
+        scheduler: Any,
+        image_encoder_dinov2: Any,
+        feature_extractor_dinov2: Any,
+        image_encoder_clip: Any = None,
+        feature_extractor_clip: Any = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            transformer=transformer,
+            scheduler=scheduler,
+            image_encoder_dinov2=image_encoder_dinov2,
+            feature_extractor_dinov2=feature_extractor_dinov2,
+            image_encoder_clip=image_encoder_clip,
+            feature_extractor_clip=feature_extractor_clip,
+        )
+
+    # ------------------------------------------------------------------ pieces the loop uses
+
+    @torch.no_grad()
+    def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Preprocessed RGB images → DINOv2 tokens (B, S, 1024 for dinov2-large) and, when the model
+        has the CLIP branch, CLIP global embeddings as one token (B, 1, D_clip); else None."""
+        dtype = self.image_encoder_dinov2.dtype
+        pixels = self.feature_extractor_dinov2(images=images, return_tensors="pt").pixel_values
+        local = self.image_encoder_dinov2(pixels.to(device=device, dtype=dtype)).last_hidden_state
+        global_tokens = None
+        if self.transformer.config.use_cross_attention_2:
+            if self.image_encoder_clip is None or self.feature_extractor_clip is None:
+                raise ValueError(
+                    "this transformer has the CLIP branch (use_cross_attention_2=True) but the pipeline has no "
+                    "image_encoder_clip / feature_extractor_clip; load a folder that includes them"
+                )
+            clip_pixels = self.feature_extractor_clip(images=images, return_tensors="pt").pixel_values
+            clip_dtype = self.image_encoder_clip.dtype
+            global_tokens = self.image_encoder_clip(clip_pixels.to(device=device, dtype=clip_dtype)).image_embeds[:, None]
+        return local, global_tokens
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_tokens: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial noise (B, M, C), drawn on the CPU so a seed gives the same shape on every device."""
+        shape = (batch_size, num_tokens, self.transformer.config.in_channels)
+        if latents is None:
+            if isinstance(generator, list):
+                latents = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+            else:
+                latents = torch.randn(shape, generator=generator)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        return (latents * self.scheduler.init_noise_sigma).to(device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def latents_to_meshes(
+        self,
+        latents: torch.Tensor,
+        octree_resolution: int = 256,
+        bounds: Sequence[float] = DEFAULT_BOUNDS,
+        extraction: str = "hierarchical",
+        postprocess: PostProcessor | None = None,
+        chunk_size: int = 50_000,
+        **volume_kwargs,
+    ) -> list[trimesh.Trimesh | None]:
+        """Decode (B, M, C) latents to meshes; a shape whose field never crosses zero gives None.
+
+        `volume_kwargs` go to the volume decoder (e.g. `coarse_resolution` for hierarchical extraction).
+        """
+        volume_kwargs.setdefault("chunk_size", chunk_size)
+        if extraction == "hierarchical":
+            volume_kwargs.setdefault("coarse_resolution", default_coarse_resolution(octree_resolution))
+        meshes = []
+        for latent in latents:
+            tokens = self.vae.decode_tokens(latent[None].to(self.vae.dtype))
+
+            def sdf_fn(points: torch.Tensor) -> torch.Tensor:  # (Q, 3) → (Q,), positive inside
+                points = points.to(device=tokens.device, dtype=tokens.dtype)
+                return self.vae.query(tokens, points[None], chunk_size)[0, :, 0].float()
+
+            volume = decode_volume(sdf_fn, bounds, octree_resolution, method=extraction, **volume_kwargs)
+            try:
+                mesh = extract_mesh(volume)
+            except EmptySurfaceError:
+                meshes.append(None)
+                continue
+            meshes.append(postprocess(mesh) if postprocess is not None else mesh)
+        return meshes
+
+    # ------------------------------------------------------------------ call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput | list[ImageInput],
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.0,
+        num_tokens: int = 2048,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        seed: int | None = None,
+        latents: torch.Tensor | None = None,
+        octree_resolution: int = 256,
+        bounds: Sequence[float] = DEFAULT_BOUNDS,
+        extraction: str = "hierarchical",
+        preprocess: bool = True,
+        foreground_ratio: float = 0.9,
+        remove_floaters: bool = True,
+        faces: int | None = None,
+        attention_kwargs: dict | None = None,
+        callback_on_step_end: Callable[["TripoSGPipeline", int, torch.Tensor, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        preview_every: int = 0,
+        preview_callback: Callable[[PreviewEvent], None] | None = None,
+        preview_resolution: int = 64,
+        return_dict: bool = True,
+    ) -> TripoSGPipelineOutput | tuple:
+        """Generate one mesh per input image.
+
+        Args:
+            image: a PIL image, array, path, or a list of them.
+            num_inference_steps: sampler steps. guidance_scale: classifier-free guidance (off when ≤ 1).
+            num_tokens: latent tokens M (more = finer shapes; the release uses 2048).
+            generator / seed: randomness (a `seed` builds a CPU generator). latents: (B, M, C) start noise.
+            octree_resolution: cells per side of the final extraction grid (power-of-two multiple of 32 for
+                hierarchical extraction). bounds: the box the field is sampled in.
+            extraction: "hierarchical" (refine near the surface) or "dense".
+            preprocess: remove the background / crop / pad (set False for already prepared images).
+            foreground_ratio: share of the square the foreground's long side fills (paper: 0.9).
+            remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
+            attention_kwargs: passed to the transformer (cross-attention scales).
+            callback_on_step_end: diffusers-style `f(pipe, step, timestep, {"latents": ...}) -> dict`; a
+                returned "latents" replaces the current latents.
+            preview_every, preview_callback, preview_resolution: every k steps decode the current clean-latent
+                estimate into a coarse mesh and pass a `PreviewEvent` (for streaming UIs).
+        Returns:
+            `TripoSGPipelineOutput`, or `(samples, meshes)` when `return_dict=False`.
+        """
+        device = self._execution_device
+        timings: dict[str, float] = {}
+        if seed is not None:
+            if generator is not None:
+                raise ValueError("pass either seed or generator, not both")
+            generator = torch.Generator().manual_seed(seed)
+
+        # 1. Preprocess the images
+        start = time.perf_counter()
+        images = image if isinstance(image, list) else [image]
+        if not images:
+            raise ValueError("no image given")
+        prepared = None
+        if preprocess:
+            prepared = [preprocess_image(img, foreground_ratio=foreground_ratio) for img in images]
+            pil_images = [p.image for p in prepared]
+        else:
+            pil_images = [img if isinstance(img, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(img)) for img in images]
+            pil_images = [img.convert("RGB") for img in pil_images]
+        timings["preprocess"] = time.perf_counter() - start
+
+        # 2. Encode the condition; zeros are the unconditional context (as released)
+        start = time.perf_counter()
+        cond, cond_2 = self.encode_image(pil_images, device)
+        do_cfg = guidance_scale > 1.0
+        if do_cfg:  # batch order [uncond, cond]
+            cond = torch.cat([torch.zeros_like(cond), cond])
+            cond_2 = torch.cat([torch.zeros_like(cond_2), cond_2]) if cond_2 is not None else None
+        timings["encode"] = time.perf_counter() - start
+
+        # 3. Timesteps and initial noise
+        start = time.perf_counter()
+        dtype = self.transformer.dtype
+        self.scheduler.set_timesteps(num_inference_steps, device=device, num_tokens=num_tokens)
+        latents = self.prepare_latents(len(pil_images), num_tokens, dtype, device, generator, latents)
+        cond, cond_2 = cond.to(dtype), cond_2.to(dtype) if cond_2 is not None else None
+
+        # 4. Denoising loop
+        timesteps = self.scheduler.timesteps
+        with self.progress_bar(total=len(timesteps)) as progress:
+            for i, t in enumerate(timesteps):
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                t_batch = t.expand(model_input.shape[0]).to(device=device, dtype=dtype)
+                prediction = self.transformer(
+                    model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
+                    attention_kwargs=attention_kwargs,
+                ).sample
+                if do_cfg:
+                    uncond_pred, cond_pred = prediction.chunk(2)
+                    prediction = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
+                step = self.scheduler.step(prediction, t, latents, generator=generator)
+                latents = step.prev_sample
+
+                if callback_on_step_end is not None:
+                    local_vars = {"latents": latents}
+                    callback_kwargs = {k: local_vars[k] for k in callback_on_step_end_tensor_inputs}
+                    result = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = result.get("latents", latents)
+                is_last = i == len(timesteps) - 1
+                if preview_callback is not None and preview_every > 0 and (i + 1) % preview_every == 0 and not is_last:
+                    preview = self.latents_to_meshes(
+                        step.pred_original_sample[:1], preview_resolution, bounds, "hierarchical",
+                        coarse_resolution=default_coarse_resolution(preview_resolution, max_coarse=16),
+                    )[0]
+                    preview_callback(PreviewEvent(i + 1, len(timesteps), time.perf_counter() - start, preview))
+                progress.update()
+        timings["sample"] = time.perf_counter() - start
+
+        # 5. Decode the field and extract meshes
+        start = time.perf_counter()
+        post = PostProcessor(remove_floaters=remove_floaters, target_faces=faces)
+        meshes = self.latents_to_meshes(latents, octree_resolution, bounds, extraction, post)
+        timings["extract"] = time.perf_counter() - start
+        missing = [i for i, m in enumerate(meshes) if m is None]
+        if missing:
+            raise EmptySurfaceError(
+                f"no surface was found for image(s) {missing}: the decoded field never crosses zero. "
+                "Try another seed, more inference steps or a different guidance scale."
+            )
+        samples = [(np.asarray(m.vertices, dtype=np.float32), np.asarray(m.faces, dtype=np.int64)) for m in meshes]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return samples, meshes
+        return TripoSGPipelineOutput(samples=samples, meshes=meshes, latents=latents, preprocessed=prepared, timings=timings)

@@ -1,0 +1,48 @@
+"""Crop to the foreground, composite on white and pad to a square with a fixed foreground ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+
+from .image_io import ImageError
+
+
+def foreground_bbox(alpha: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), exclusive end, of pixels with alpha above `threshold`; ImageError if none."""
+    ys, xs = np.nonzero(alpha > threshold)
+    if len(xs) == 0:
+        raise ImageError(
+            "no foreground object was found in the image: give an image of one object with an alpha channel "
+            "or on a plain background"
+        )
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def crop_and_pad(
+    rgb: np.ndarray, alpha: np.ndarray, bbox: tuple[int, int, int, int], foreground_ratio: float,
+    output_size: int | None = None,
+) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+    """Composite `rgb` (H, W, 3) uint8 over white with `alpha` (H, W) in [0, 1], crop to `bbox` and pad
+    to a square whose side is long-side / `foreground_ratio`, the object centred.
+
+    Returns the RGB image and its alpha (mode "L"), resized to `output_size` when given.
+    """
+    if not 0.0 < foreground_ratio <= 1.0:
+        raise ValueError(f"foreground_ratio must be in (0, 1], got {foreground_ratio}")
+    x0, y0, x1, y1 = bbox
+    crop_alpha = alpha[y0:y1, x0:x1, None].astype(np.float32)
+    composite = rgb[y0:y1, x0:x1].astype(np.float32) * crop_alpha + 255.0 * (1.0 - crop_alpha)
+    h, w = y1 - y0, x1 - x0
+    side = max(1, round(max(h, w) / foreground_ratio))
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas = np.full((side, side, 3), 255.0, np.float32)
+    canvas[top:top + h, left:left + w] = composite
+    canvas_alpha = np.zeros((side, side), np.float32)
+    canvas_alpha[top:top + h, left:left + w] = crop_alpha[..., 0]
+    image = PIL.Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), "RGB")
+    mask = PIL.Image.fromarray(np.clip(canvas_alpha * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    if output_size is not None:
+        image = image.resize((output_size, output_size), PIL.Image.Resampling.BICUBIC)
+        mask = mask.resize((output_size, output_size), PIL.Image.Resampling.BILINEAR)
+    return image, mask
