@@ -43,9 +43,11 @@ def _normalise_mode(image: PIL.Image.Image) -> PIL.Image.Image:
     if image.mode in ("LA", "PA", "La", "RGBa"):
         return image.convert("RGBA")
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # 16-bit / 32-bit greyscale: rescale to 8 bits by the data range instead of clipping.
+        # 16/32-bit greyscale: rescale to 8 bits instead of clipping. Data that never exceeds 255 is
+        # 8-bit data stored wide (as PIL's own L → I;16 conversion gives), so it is kept as is.
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        peak = float(values.max()) if values.size else 0.0
+        top = 255.0 if peak <= 255 else (65535.0 if peak <= 65535 else peak)
         return PIL.Image.fromarray((np.clip(values / top, 0, 1) * 255 + 0.5).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 

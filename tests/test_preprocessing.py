@@ -1,0 +1,147 @@
+"""Image preprocessing: alpha / plain-background segmentation, crop and pad, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from triposg.preprocessing import ImageError, load_image, preprocess_image
+
+
+def disc(size=120, center=(50, 70), radius=30):
+    yy, xx = np.mgrid[:size, :size]
+    return (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= radius**2
+
+
+def measured_ratio(mask_image: Image.Image) -> float:
+    mask = np.asarray(mask_image) > 127
+    ys, xs = np.nonzero(mask)
+    return max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) / mask.shape[0]
+
+
+def test_alpha_channel_is_used_and_foreground_fills_the_ratio():
+    inside = disc()
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    rgba[..., :3] = (0, 255, 0)  # garbage colour under transparent pixels must not leak
+    rgba[inside] = (200, 30, 30, 255)
+    result = preprocess_image(Image.fromarray(rgba, "RGBA"), foreground_ratio=0.9)
+    assert result.method == "alpha"
+    assert result.image.mode == "RGB" and result.image.width == result.image.height
+    assert measured_ratio(result.mask) == pytest.approx(0.9, abs=0.03)
+    pixels = np.asarray(result.image)
+    assert (pixels[0, 0] == 255).all() and (pixels[-1, -1] == 255).all()  # white background
+    center = pixels[pixels.shape[0] // 2, pixels.shape[1] // 2]
+    assert tuple(center) == (200, 30, 30)
+    assert result.bbox == (20, 40, 81, 101)
+
+
+@pytest.mark.parametrize("background", [(170, 210, 240), (128, 128, 128), (0, 0, 0), (255, 255, 255)])
+def test_plain_background_is_segmented(background):
+    inside = disc()
+    rgb = np.empty((120, 120, 3), np.uint8)
+    rgb[:] = background
+    rgb[inside] = (220, 120, 20)
+    result = preprocess_image(Image.fromarray(rgb), foreground_ratio=0.8)
+    assert result.method == "uniform-background"
+    x0, y0, x1, y1 = result.bbox
+    recovered = np.zeros_like(inside)
+    # Map the output mask back into the input frame to compare with the truth.
+    side = result.mask.width
+    long_side = max(x1 - x0, y1 - y0)
+    top, left = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+    out_mask = np.asarray(result.mask) > 127
+    recovered[y0:y1, x0:x1] = out_mask[top:top + y1 - y0, left:left + x1 - x0]
+    iou = (recovered & inside).sum() / (recovered | inside).sum()
+    assert iou > 0.95
+    assert long_side / side == pytest.approx(0.8, abs=0.02)
+
+
+def test_noisy_plain_background_and_holes():
+    rng = np.random.default_rng(0)
+    inside = disc()
+    rgb = np.clip(rng.normal(200, 4, (120, 120, 3)), 0, 255).astype(np.uint8)
+    rgb[inside] = (40, 60, 160)
+    rgb[65:75, 45:55] = 200  # a background-coloured patch inside the object is a hole to fill
+    result = preprocess_image(Image.fromarray(rgb))
+    mask = np.asarray(result.mask) > 127
+    assert mask[mask.shape[0] // 2, mask.shape[1] // 2]
+    assert result.method == "uniform-background"
+
+
+def test_cluttered_background_without_model_is_a_clear_error():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ImageError, match="not plain"):
+        preprocess_image(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+
+
+def test_blank_image_has_no_foreground():
+    with pytest.raises(ImageError, match="no foreground"):
+        preprocess_image(Image.new("RGB", (64, 64), (30, 30, 30)))
+    with pytest.raises(ImageError, match="no foreground"):
+        preprocess_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), background="alpha")
+
+
+def test_forcing_rembg_without_a_model_names_the_fix(monkeypatch):
+    monkeypatch.delenv("TRIPOSG_REMBG_MODEL", raising=False)
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    with pytest.raises(ImageError, match="TRIPOSG_REMBG_MODEL"):
+        preprocess_image(Image.new("RGB", (32, 32)), background="rembg")
+
+
+def test_corrupt_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(good)
+    (tmp_path / "truncated.png").write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ImageError, match="empty"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="corrupt"):
+        load_image(tmp_path / "corrupt.png")
+    with pytest.raises(ImageError, match="corrupt"):
+        load_image(tmp_path / "truncated.png")
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "missing.png")
+    assert load_image(good).size == (40, 40)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge size (no pixel data): must be rejected before decoding."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_huge_images_are_rejected_and_large_ones_capped(tmp_path):
+    (tmp_path / "huge.png").write_bytes(png_header_only(60000, 60000))
+    with pytest.raises(ImageError, match="large|pixels"):
+        load_image(tmp_path / "huge.png")
+    assert max(load_image(Image.new("RGB", (4000, 1000))).size) == 2000
+    with pytest.raises(ImageError, match="zero size"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "L", "I;16", "CMYK", "1", "F"])
+def test_odd_modes_become_rgb_or_rgba(mode):
+    base = Image.new("RGB", (32, 32), (250, 250, 250))
+    base.paste((10, 10, 200), (8, 8, 24, 24))
+    image = base.convert(mode) if mode not in ("I;16", "F") else base.convert("L").convert(mode)
+    loaded = load_image(image)
+    assert loaded.mode in ("RGB", "RGBA")
+    result = preprocess_image(image)
+    assert result.image.size[0] == result.image.size[1]
+
+
+def test_arrays_are_accepted():
+    rgba = np.zeros((50, 50, 4), np.float32)
+    rgba[10:40, 15:35] = (0.2, 0.4, 0.8, 1.0)
+    assert preprocess_image(rgba).method == "alpha"
+    with pytest.raises(ImageError, match="NaN"):
+        load_image(np.full((4, 4, 3), np.nan, np.float32))
+    with pytest.raises(ImageError, match="shape"):
+        load_image(np.zeros((4, 4, 7), np.uint8))
