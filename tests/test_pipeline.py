@@ -48,6 +48,12 @@ def test_generates_a_mesh_from_an_image(pipe):
     assert set(out.timings) == {"preprocess", "encode", "sample", "extract"}
 
 
+def test_prepared_images_skip_preprocessing(pipe, tmp_path):
+    disc_image().save(tmp_path / "disc.png")
+    out = pipe(str(tmp_path / "disc.png"), preprocess=False, seed=1, **FAST)
+    assert out.preprocessed is None and len(out.meshes[0].faces) > 0
+
+
 def test_seed_determines_the_result(pipe):
     a = pipe(disc_image(), seed=3, **FAST).latents
     b = pipe(disc_image(), seed=3, **FAST).latents

@@ -27,7 +27,7 @@ from ..geometry import (
     extract_mesh,
 )
 from ..models import TripoSGDiTModel, TripoSGVAEModel
-from ..preprocessing import PreprocessResult, preprocess_image
+from ..preprocessing import PreprocessResult, load_image, preprocess_image
 
 ImageInput = PIL.Image.Image | np.ndarray | str
 
@@ -58,6 +58,14 @@ class TripoSGPipelineOutput(BaseOutput):
     latents: torch.Tensor
     preprocessed: list[PreprocessResult] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def composite_on_white(image: PIL.Image.Image) -> PIL.Image.Image:
+    """RGB(A) → RGB, transparent pixels white (the background the models are trained on)."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    white = PIL.Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return PIL.Image.alpha_composite(white, image).convert("RGB")
 
 
 class TripoSGPipeline(DiffusionPipeline):
@@ -235,8 +243,7 @@ class TripoSGPipeline(DiffusionPipeline):
             prepared = [preprocess_image(img, foreground_ratio=foreground_ratio) for img in images]
             pil_images = [p.image for p in prepared]
         else:
-            pil_images = [img if isinstance(img, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(img)) for img in images]
-            pil_images = [img.convert("RGB") for img in pil_images]
+            pil_images = [composite_on_white(load_image(img)) for img in images]
         timings["preprocess"] = time.perf_counter() - start
 
         # 2. Encode the condition; zeros are the unconditional context (as released)
