@@ -36,7 +36,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .scheduling_rectified_flow import SchedulerOutput, expand_to_sample, lookup_step_index
+from .scheduling_rectified_flow import SchedulerOutput, expand_to_sample, lookup_step_index, step_output
 
 _SOLVERS = ("euler", "heun")
 
@@ -188,11 +188,7 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
                 self._heun_state = (current, slope)
         self._step_index = index + 1
 
-        prev_sample = prev_sample.to(sample.dtype)
-        pred_original_sample = denoised.to(sample.dtype)
-        if not return_dict:
-            return prev_sample, pred_original_sample
-        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return step_output(prev_sample, denoised, sample.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 

@@ -77,6 +77,16 @@ def lookup_step_index(
     return index
 
 
+def step_output(
+    prev_sample: torch.Tensor, pred_original_sample: torch.Tensor, dtype: torch.dtype, return_dict: bool
+) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    """Cast the float32 results of a step back to the sample dtype and package them (all schedulers)."""
+    prev_sample, pred_original_sample = prev_sample.to(dtype), pred_original_sample.to(dtype)
+    if not return_dict:
+        return prev_sample, pred_original_sample
+    return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+
 def expand_to_sample(values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
     """Reshape per-sample scalars (B,) or () to broadcast against ``sample`` (B, ...)."""
     values = values.to(device=sample.device, dtype=torch.float32)
@@ -177,11 +187,7 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         pred_original_sample = current + sigma * velocity
         self._step_index = index + 1
 
-        prev_sample = prev_sample.to(sample.dtype)
-        pred_original_sample = pred_original_sample.to(sample.dtype)
-        if not return_dict:
-            return prev_sample, pred_original_sample
-        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return step_output(prev_sample, pred_original_sample, sample.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 
