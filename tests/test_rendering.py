@@ -1,0 +1,105 @@
+"""The shared renderer: cameras, headless backend, normal-map convention, masks, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from triposg.rendering import (
+    EVALUATION_CAMERA,
+    Camera,
+    make_image_grid,
+    normalize_mesh,
+    render,
+    renderer_backend,
+    turntable_cameras,
+)
+
+RES = 128
+
+
+def decode_normals(normal_map: np.ndarray) -> np.ndarray:
+    """Inverse of the documented encoding `round((n + 1) / 2 * 255)`."""
+    return normal_map.astype(np.float32) / 255.0 * 2.0 - 1.0
+
+
+def silhouette_width(mask: np.ndarray) -> int:
+    columns = np.nonzero(mask.any(axis=0))[0]
+    return int(columns.max() - columns.min() + 1)
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    return trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+
+
+def test_a_headless_backend_is_available():
+    # CI machines have Mesa EGL: failing here (not skipping) is what tells us rendering broke.
+    assert renderer_backend() in ("egl", "egl (surfaceless)", "osmesa")
+
+
+def test_sphere_at_the_evaluation_view(sphere):
+    (view,) = render(sphere, EVALUATION_CAMERA, resolution=RES)
+    assert view.rgb.shape == (RES, RES, 3) and view.normal.shape == (RES, RES, 3) and view.mask.shape == (RES, RES)
+    ys, xs = np.nonzero(view.mask)
+    assert abs(xs.mean() - RES / 2) < 2 and abs(ys.mean() - RES / 2) < 2  # centred
+    assert 0.1 < view.mask.mean() < 0.6
+    center = decode_normals(view.normal[RES // 2, RES // 2])
+    assert center[2] > 0.95  # faces the camera (camera space z towards the viewer)
+    right = decode_normals(view.normal[RES // 2, xs.max() - 2])
+    assert right[0] > 0.7  # the right edge of the sphere faces right
+    top = decode_normals(view.normal[ys.min() + 2, RES // 2])
+    assert top[1] > 0.7  # the top faces up
+    assert (view.normal[0, 0] == 255).all() and (view.rgb[0, 0] == 255).all()  # white backgrounds
+    assert view.depth[RES // 2, RES // 2] > 0 and view.depth[0, 0] == 0
+    assert view.rgb[view.mask].std() > 1  # shading varies across the lit sphere
+
+
+def test_world_space_normals_follow_the_camera_azimuth(sphere):
+    (side,) = render(sphere, Camera(azimuth_deg=90.0), resolution=RES, normal_space="world")
+    facing = decode_normals(side.normal[RES // 2, RES // 2])
+    assert facing[0] > 0.95  # azimuth 90° puts the camera on +x, so the visible centre faces +x
+
+
+def test_azimuth_changes_the_silhouette_of_an_elongated_box():
+    box = trimesh.creation.box(extents=(1.8, 0.6, 0.6))  # long along x
+    front, side = render(box, [Camera(azimuth_deg=0.0), Camera(azimuth_deg=90.0)], resolution=RES)
+    assert silhouette_width(front.mask) > 2.0 * silhouette_width(side.mask)
+
+
+def test_orthographic_and_perspective_framing(sphere):
+    ortho, persp, tele = render(
+        sphere, [Camera(focal_length_mm=None), Camera(focal_length_mm=50), Camera(focal_length_mm=135)], resolution=RES
+    )
+    for view in (ortho, persp, tele):
+        assert view.mask.any()
+    # The framing-preserving distance keeps the object at a similar size at every focal length.
+    assert abs(persp.mask.mean() - tele.mask.mean()) / tele.mask.mean() < 0.25
+    assert silhouette_width(ortho.mask) == pytest.approx(RES * 2.0 / 3.0, rel=0.05)  # ortho_scale 3 → unit sphere at 2/3
+
+
+def test_turntable_and_normalisation():
+    cams = turntable_cameras(4, elevation_deg=20.0)
+    assert [c.azimuth_deg for c in cams] == [0.0, 90.0, 180.0, 270.0]
+    mesh = trimesh.creation.box(extents=(4.0, 1.0, 2.0))
+    mesh.apply_translation((5.0, 0.0, 0.0))
+    normalized = normalize_mesh(mesh)
+    np.testing.assert_allclose(normalized.bounds, [[-1.0, -0.25, -0.5], [1.0, 0.25, 0.5]], atol=1e-6)
+
+
+def test_bad_input_is_a_clear_error(sphere):
+    with pytest.raises(ValueError, match="empty"):
+        render(trimesh.Trimesh(), EVALUATION_CAMERA)
+    with pytest.raises(ValueError, match="Trimesh"):
+        render("not a mesh", EVALUATION_CAMERA)
+    with pytest.raises(ValueError, match="elevation"):
+        Camera(elevation_deg=120)
+    with pytest.raises(ValueError, match="resolution"):
+        render(sphere, EVALUATION_CAMERA, resolution=3)
+
+
+def test_image_grid_tiles(sphere):
+    views = render(sphere, turntable_cameras(3), resolution=32)
+    grid = make_image_grid([v.rgb for v in views] + [views[0].mask], ncols=2)
+    assert grid.size == (64, 64)
