@@ -1,0 +1,1 @@
+"""Evaluation lab: reconstruction metrics, Normal-FID, and a GPTEval3D-style arena with Elo ratings."""

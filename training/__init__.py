@@ -1,0 +1,1 @@
+"""Training stack for TripoSG: data building (`training.data`), losses, trainers and configs."""
