@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import trimesh
 from trimesh.exchange.gltf import export_glb
+
+from ..io import write_bytes_atomic
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("glb", "obj", "ply", "stl")
 
@@ -53,7 +54,7 @@ def export_mesh(
         data = mesh.export(file_type=file_format)
         if isinstance(data, str):
             data = data.encode("utf-8")
-    _write_atomically(path, data)
+    write_bytes_atomic(path, data)
     return path
 
 
@@ -73,19 +74,6 @@ def _glb_extras_writer(metadata: dict[str, Any] | None):
         scene["extras"] = {**scene.get("extras", {}), **metadata}
 
     return write_extras
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path``: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_glb_metadata(path: str | os.PathLike) -> dict[str, Any]:
