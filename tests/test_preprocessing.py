@@ -85,9 +85,9 @@ def test_blank_image_has_no_foreground():
         preprocess_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), background="alpha")
 
 
-def test_forcing_rembg_without_a_model_names_the_fix(monkeypatch):
+def test_forcing_rembg_without_a_model_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.delenv("TRIPOSG_REMBG_MODEL", raising=False)
-    monkeypatch.delenv("U2NET_HOME", raising=False)
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))  # an empty rembg model folder
     with pytest.raises(ImageError, match="TRIPOSG_REMBG_MODEL"):
         preprocess_image(Image.new("RGB", (32, 32)), background="rembg")
 
@@ -145,3 +145,102 @@ def test_arrays_are_accepted():
         load_image(np.full((4, 4, 3), np.nan, np.float32))
     with pytest.raises(ImageError, match="shape"):
         load_image(np.zeros((4, 4, 7), np.uint8))
+
+
+def antialiased_disc(size=120, center=(60, 60), radius=30, supersample=4):
+    """(H, W) float coverage of a disc, so its edge pixels are true mixtures with the background."""
+    n = size * supersample
+    yy, xx = (np.mgrid[:n, :n] + 0.5) / supersample
+    inside = (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= radius**2
+    return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+
+
+def test_plain_background_edges_leave_no_dark_fringe():
+    coverage = antialiased_disc()[..., None]
+    foreground = np.array([220.0, 120.0, 20.0])
+    rgb = (coverage * foreground + (1.0 - coverage) * 0.0 + 0.5).astype(np.uint8)  # on black
+    result = preprocess_image(Image.fromarray(rgb))
+    assert result.method == "uniform-background"
+    pixels = np.asarray(result.image).astype(np.float32)
+    # Every pixel is a mix of the object colour and white: no channel may drop below the object's own.
+    assert (pixels >= foreground - 6).all()
+
+
+def test_stray_specks_in_alpha_do_not_stretch_the_crop():
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    rgba[disc()] = (200, 30, 30, 255)
+    rgba[2, 117] = (0, 0, 0, 255)  # one opaque speck far from the object
+    result = preprocess_image(Image.fromarray(rgba, "RGBA"))
+    assert result.bbox == (20, 40, 81, 101)
+
+
+def test_achieved_ratio_and_output_size():
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    rgba[disc()] = (200, 30, 30, 255)
+    result = preprocess_image(Image.fromarray(rgba, "RGBA"), foreground_ratio=0.9, output_size=64)
+    assert result.image.size == (64, 64) and result.mask.size == (64, 64)
+    assert result.foreground_ratio == pytest.approx(61 / 68)  # 61 px long side in a 68 px square
+    with pytest.raises(ValueError, match="foreground_ratio"):
+        preprocess_image(Image.fromarray(rgba, "RGBA"), foreground_ratio=1.5)
+
+
+def test_transparent_palette_and_la_images_use_their_alpha():
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[16:48, 20:44] = (255, 255, 255, 255)
+    la = Image.fromarray(rgba, "RGBA").convert("LA")
+    palette = Image.fromarray(rgba, "RGBA").convert("P")  # PIL keeps the transparent index
+    for image in (la, palette):
+        assert load_image(image).mode == "RGBA"
+        assert preprocess_image(image).method == "alpha"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    image.save(tmp_path / "sideways.jpg", exif=exif)
+    assert load_image(tmp_path / "sideways.jpg").size == (20, 40)
+
+
+def test_array_value_ranges_are_checked():
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        load_image(np.full((4, 4, 3), 200.0, np.float32))
+    with pytest.raises(ImageError, match="uint8"):
+        load_image(np.full((4, 4, 3), 1000, np.int64))
+    assert load_image(np.full((4, 4), 65535, np.uint16)).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_explicit_missing_rembg_model_is_an_error(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        preprocess_image(Image.new("RGB", (32, 32)), rembg_model_path=tmp_path / "missing.onnx")
+
+
+def test_rembg_runs_from_a_local_model_file_with_one_cached_session(tmp_path, monkeypatch):
+    """rembg itself is optional; a stand-in module checks how we call it (local file, no download, cache)."""
+    import sys
+    import types
+
+    from triposg.preprocessing import background
+
+    sessions = []
+
+    def new_session(name, **kwargs):
+        sessions.append((name, kwargs))
+        return object()
+
+    def remove(image, session, only_mask):
+        assert only_mask
+        return Image.fromarray((disc() * 255).astype(np.uint8), "L")
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=new_session, remove=remove))
+    background._rembg_session.cache_clear()
+    model = tmp_path / "u2net.onnx"
+    model.write_bytes(b"onnx")
+    monkeypatch.setenv("TRIPOSG_REMBG_MODEL", str(model))
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8))
+    first = preprocess_image(photo)
+    second = preprocess_image(photo, background="rembg")
+    background._rembg_session.cache_clear()
+    assert first.method == second.method == "rembg"
+    assert first.bbox == (20, 40, 81, 101)
+    assert sessions == [("u2net_custom", {"model_path": str(model)})]  # created once, from the local file

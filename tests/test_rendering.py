@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import trimesh
 
+from triposg import rendering
 from triposg.rendering import (
     EVALUATION_CAMERA,
     Camera,
+    RendererUnavailableError,
     make_image_grid,
     normalize_mesh,
     render,
@@ -103,3 +105,42 @@ def test_image_grid_tiles(sphere):
     views = render(sphere, turntable_cameras(3), resolution=32)
     grid = make_image_grid([v.rgb for v in views] + [views[0].mask], ncols=2)
     assert grid.size == (64, 64)
+
+
+def test_depth_is_the_distance_along_the_view_axis(sphere):
+    persp, ortho = render(sphere, [Camera(), Camera(focal_length_mm=None)], resolution=RES)
+    c = RES // 2
+    # The sphere's nearest point is 1 closer than the origin, for both projections.
+    assert persp.depth[c, c] == pytest.approx(Camera().resolved_distance - 1.0, abs=0.02)
+    assert ortho.depth[c, c] == pytest.approx(Camera(focal_length_mm=None).resolved_distance - 1.0, abs=0.02)
+
+
+def test_smooth_shading_keeps_the_flat_faces_of_a_box_flat():
+    (view,) = render(trimesh.creation.box(extents=(1.5, 1.5, 1.5)), EVALUATION_CAMERA, resolution=RES)
+    front_face = view.normal[RES // 2 - 10 : RES // 2 + 10, RES // 2 - 10 : RES // 2 + 10].reshape(-1, 3)
+    expected = EVALUATION_CAMERA.rotation.T @ np.array([0.0, 0.0, 1.0])  # world +z in camera space
+    np.testing.assert_allclose(decode_normals(front_face), np.tile(expected, (len(front_face), 1)), atol=0.02)
+
+
+def test_backend_falls_back_in_order_and_explains_a_missing_one(monkeypatch):
+    # Pretend nothing was chosen yet and plain EGL fails: surfaceless EGL must be picked and exported.
+    monkeypatch.setattr(rendering, "_backend_name", None)
+    for name in ("PYOPENGL_PLATFORM", "EGL_PLATFORM"):  # set-then-delete so monkeypatch restores both
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    tried = []
+
+    def probe(env):
+        tried.append(dict(env))
+        return None if env.get("EGL_PLATFORM") == "surfaceless" else "EGL_NOT_INITIALIZED"
+
+    monkeypatch.setattr(rendering, "_probe_backend", probe)
+    assert rendering.renderer_backend() == "egl (surfaceless)"
+    assert tried[0] == {"PYOPENGL_PLATFORM": "egl"} and len(tried) == 2
+    assert rendering.os.environ["EGL_PLATFORM"] == "surfaceless"
+
+    monkeypatch.setattr(rendering, "_backend_name", None)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setattr(rendering, "_probe_backend", lambda env: "libEGL.so.1: cannot open shared object file")
+    with pytest.raises(RendererUnavailableError, match="libegl1 libgl1-mesa-dri.*libosmesa6"):
+        rendering.renderer_backend()

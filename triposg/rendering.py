@@ -21,8 +21,11 @@ poles.
 Framing: a perspective camera's default distance is `BASE_DISTANCE * focal_length_mm / 50`, so the
 frame spans the same width (`2 * FRAME_HALF_WIDTH` = 3 world units) in the plane through the origin
 at every focal length; an orthographic camera's default `ortho_scale` is that same width. A unit
-sphere therefore fills about two thirds of the frame, and a mesh normalised to [-1, 1]^3 stays
-inside the frame in the usual low-elevation views.
+sphere therefore fills about two thirds of the frame, and a mesh normalised into [-1, 1]^3 fits the
+evaluation view (front, 50 mm, 10 degrees up). In oblique views the corners of [-1, 1]^3 reach up to
+1.27x the half-frame at 50 mm (1.44x at 35 mm, 1.15x orthographic), so normalise with a margin
+(`normalize_mesh(mesh, margin=0.25)` keeps even a cube inside every view at 50 mm) when nothing may
+be clipped.
 
 Normal maps
 -----------
@@ -30,9 +33,12 @@ Normal maps
 viewer; or world space) as `round((n + 1) / 2 * 255)`, so a surface facing the camera is
 (128, 128, 255). Background pixels are `normal_background` (default white, which no unit normal
 encodes, so it cannot be mistaken for a surface); silhouette pixels are blended with it by their
-pixel coverage. Normals are the mesh's smooth vertex normals (area-weighted by trimesh) interpolated
-across faces and re-normalised per pixel, or its face normals with `smooth=False`. Back faces (open
-meshes, flipped normals) are rendered too and show normals pointing away from the viewer.
+pixel coverage. With `smooth=True` (default) normals are vertex normals interpolated across faces
+and re-normalised per pixel, with the mesh first split along creases sharper than
+`CREASE_ANGLE_DEG` (`trimesh.graph.smooth_shade`), so curved surfaces look smooth and boxes keep
+their edges; with `smooth=False` every face is flat. Both passes (colour and normals) use the same
+shading. Back faces (open meshes, flipped normals) are rendered too and show normals pointing away
+from the viewer.
 
 Backends
 --------
@@ -52,10 +58,11 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -65,9 +72,9 @@ if TYPE_CHECKING:  # imported lazily at run time: trimesh and PIL are not needed
 
 __all__ = [
     "BASE_DISTANCE",
-    "Camera",
     "EVALUATION_CAMERA",
     "FRAME_HALF_WIDTH",
+    "Camera",
     "RenderResult",
     "RendererUnavailableError",
     "make_image_grid",
@@ -78,8 +85,8 @@ __all__ = [
     "turntable_cameras",
 ]
 
-# Half the frame width, in world units, in the plane through the origin. 1.5 leaves a unit sphere
-# at 2/3 of the frame and keeps the corners of [-1, 1]^3 inside it in low-elevation views.
+# Half the frame width, in world units, in the plane through the origin. 1.5 leaves a unit sphere at
+# 2/3 of the frame, large enough for detail in Normal-FID renders; see the module docstring on clipping.
 FRAME_HALF_WIDTH = 1.5
 REFERENCE_FOCAL_LENGTH_MM = 50.0
 DEFAULT_SENSOR_WIDTH_MM = 36.0  # full-frame sensor, as Blender's default camera
@@ -87,6 +94,8 @@ DEFAULT_SENSOR_WIDTH_MM = 36.0  # full-frame sensor, as Blender's default camera
 BASE_DISTANCE = FRAME_HALF_WIDTH * 2.0 * REFERENCE_FOCAL_LENGTH_MM / DEFAULT_SENSOR_WIDTH_MM
 # Orthographic cameras only need to be outside the object; depth is measured from them.
 ORTHOGRAPHIC_DISTANCE = 4.0
+# Smooth shading keeps edges sharper than this (between faces' normals) as creases.
+CREASE_ANGLE_DEG = 30.0
 
 DEFAULT_MESH_COLOR = (180, 180, 180)  # sRGB neutral grey for meshes without colours
 AMBIENT_LIGHT = 0.25
@@ -221,14 +230,14 @@ def turntable_cameras(
 # ----------------------------------------------------------------------------------------------
 
 
-def _as_trimesh(mesh: object) -> "trimesh.Trimesh":
+def _as_trimesh(mesh: object) -> trimesh.Trimesh:
     """Validate `mesh` (a Trimesh, or a trimesh.Scene flattened into one) and return a Trimesh."""
     import trimesh
 
     if isinstance(mesh, trimesh.Scene):
         mesh = mesh.to_mesh() if len(mesh.geometry) else trimesh.Trimesh()
     if not isinstance(mesh, trimesh.Trimesh):
-        raise ValueError(f"expected a trimesh.Trimesh, got {type(mesh).__name__}")
+        raise ValueError(f"expected a trimesh.Trimesh, got {type(mesh).__name__}")  # noqa: TRY004
     if len(mesh.faces) == 0 or len(mesh.vertices) == 0:
         raise ValueError("cannot render an empty mesh (it has no faces)")
     if not np.all(np.isfinite(mesh.vertices)):
@@ -236,7 +245,7 @@ def _as_trimesh(mesh: object) -> "trimesh.Trimesh":
     return mesh
 
 
-def normalize_mesh(mesh: "trimesh.Trimesh", margin: float = 0.0) -> "trimesh.Trimesh":
+def normalize_mesh(mesh: trimesh.Trimesh, margin: float = 0.0) -> trimesh.Trimesh:
     """Return a copy centred on its bounding-box centre and scaled uniformly into [-1, 1]^3.
 
     The longest bounding-box side becomes `2 * (1 - margin)` long, so `margin` is the fraction of
@@ -291,7 +300,7 @@ def _probe_backend(env_overrides: dict[str, str]) -> str | None:
     env = {**os.environ, **env_overrides}
     try:
         completed = subprocess.run(
-            [sys.executable, "-c", _PROBE_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _PROBE_SCRIPT], env=env, capture_output=True, text=True, timeout=120, check=False
         )
     except subprocess.TimeoutExpired:
         return "timed out while creating a context"
@@ -401,7 +410,7 @@ def _check_color(color: Sequence[int], name: str) -> tuple[int, int, int]:
     return values
 
 
-def _lit_mesh(pyrender, mesh: "trimesh.Trimesh", color: tuple[int, int, int] | None, smooth: bool):
+def _lit_mesh(pyrender, mesh: trimesh.Trimesh, color: tuple[int, int, int] | None, smooth: bool):
     """The pyrender mesh for the RGB pass: `color`, else the mesh's own colours, else neutral grey."""
     if color is None and mesh.visual.defined:
         # pyrender cannot interpolate face colours, so such meshes are drawn faceted.
@@ -419,7 +428,7 @@ def _lit_mesh(pyrender, mesh: "trimesh.Trimesh", color: tuple[int, int, int] | N
     return pyrender.Mesh.from_trimesh(mesh, material=material, smooth=smooth)
 
 
-def _normal_mesh(pyrender, mesh: "trimesh.Trimesh", smooth: bool):
+def _normal_mesh(pyrender, mesh: trimesh.Trimesh, smooth: bool):
     """A mesh whose unlit colours are world normals encoded as (n + 1) / 2, for the FLAT pass."""
     if smooth:
         positions, normals, indices = mesh.vertices, mesh.vertex_normals, mesh.faces
@@ -501,7 +510,7 @@ def _decode_normals(
 
 
 def _render_views(
-    mesh: "trimesh.Trimesh",
+    mesh: trimesh.Trimesh,
     cameras: list[Camera],
     resolution: int,
     background: tuple[int, int, int],
@@ -514,6 +523,10 @@ def _render_views(
     pyrender = _import_pyrender()
     renderer = _get_renderer(pyrender, resolution)
     flags = pyrender.RenderFlags
+    if smooth:
+        import trimesh
+
+        mesh = trimesh.graph.smooth_shade(mesh, angle=math.radians(CREASE_ANGLE_DEG))
 
     scene = pyrender.Scene(ambient_light=np.full(3, AMBIENT_LIGHT))
     lit_mesh = _lit_mesh(pyrender, mesh, color, smooth)
@@ -563,7 +576,7 @@ def _render_views(
 
 
 def render(
-    mesh: "trimesh.Trimesh",
+    mesh: trimesh.Trimesh,
     cameras: Camera | Sequence[Camera],
     resolution: int = 512,
     background: Sequence[int] = (255, 255, 255),
@@ -583,7 +596,7 @@ def render(
         color: sRGB colour for the whole mesh; None uses the mesh's vertex/face colours or texture,
             or neutral grey if it has none.
         normal_background: colour of empty pixels in the normal map (white encodes no unit normal).
-        smooth: interpolate vertex normals (True) or draw flat faces (False), in both passes.
+        smooth: smooth shading that keeps creases (True) or flat faces (False), in both passes.
 
     Returns:
         One `RenderResult` per camera, in order.
@@ -615,10 +628,10 @@ def render(
 
 
 def make_image_grid(
-    images: Sequence["np.ndarray | Image.Image"],
+    images: Sequence[np.ndarray | Image.Image],
     ncols: int = 4,
     background: Sequence[int] = (255, 255, 255),
-) -> "Image.Image":
+) -> Image.Image:
     """Tile images row-major into one RGB image; every tile is resized to the first image's size.
 
     `images` are PIL images or (H, W), (H, W, 3) or (H, W, 4) uint8 / bool arrays.
@@ -651,11 +664,11 @@ def make_image_grid(
 
 
 def save_image_grid(
-    images: Sequence["np.ndarray | Image.Image"],
+    images: Sequence[np.ndarray | Image.Image],
     path: str | Path,
     ncols: int = 4,
     background: Sequence[int] = (255, 255, 255),
-) -> "Image.Image":
+) -> Image.Image:
     """`make_image_grid` and save it to `path` (format from the suffix); returns the grid."""
     grid = make_image_grid(images, ncols=ncols, background=background)
     path = Path(path)

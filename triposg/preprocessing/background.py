@@ -1,13 +1,16 @@
 """Foreground masks: from a usable alpha channel, from rembg with a local model file, or from a plain
 uniform background (built in, no model needed).
 
-Every function returns a float alpha in [0, 1] of shape (H, W).
+Every mask function returns a float alpha in [0, 1] of shape (H, W). As in the release, the foreground is
+then cleaned the same way whatever found it: threshold, drop small blobs, keep the largest component
+(and any of comparable size), so stray specks cannot stretch the crop.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,14 @@ from skimage.filters import threshold_otsu
 from .image_io import ImageError
 
 REMBG_MODEL_ENV = "TRIPOSG_REMBG_MODEL"
+REMBG_DEFAULT_MODEL_FILE = "u2net.onnx"  # rembg's default model, as named in its U2NET_HOME folder
+
+# Components smaller than this share of the largest are specks (dust, shadows, compression noise) when
+# the mask was estimated; a given alpha channel is trusted more, so only much smaller parts are dropped.
+MIN_COMPONENT_FRACTION = 0.1
+MIN_ALPHA_COMPONENT_FRACTION = 0.01
+# Blobs below this share of the image are removed before components are compared.
+MIN_BLOB_FRACTION = 1e-4
 
 
 def has_usable_alpha(image: PIL.Image.Image, min_share: float = 0.001) -> bool:
@@ -28,82 +39,161 @@ def has_usable_alpha(image: PIL.Image.Image, min_share: float = 0.001) -> bool:
     return (alpha < 128).mean() >= min_share and (alpha >= 128).mean() >= min_share
 
 
-def alpha_mask(image: PIL.Image.Image) -> np.ndarray:
-    """(H, W) alpha in [0, 1] from the image's own alpha channel."""
-    if image.mode != "RGBA":
-        raise ImageError("the image has no alpha channel; use background='auto' or 'uniform'")
-    return np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-
-
-def keep_main_components(mask: np.ndarray, min_fraction: float = 0.1) -> np.ndarray:
-    """Keep the largest connected component and any others at least `min_fraction` of its area; fill holes."""
+def keep_main_components(
+    mask: np.ndarray, min_fraction: float = MIN_COMPONENT_FRACTION, fill_holes: bool = True
+) -> np.ndarray:
+    """(H, W) bool: drop blobs under `MIN_BLOB_FRACTION` of the image, keep the largest connected
+    component and any other at least `min_fraction` of its area, and optionally fill holes."""
     labels, count = ndimage.label(mask)
     if count == 0:
-        return mask
+        return np.zeros_like(mask, dtype=bool)
     areas = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
-    keep = np.flatnonzero(areas >= min_fraction * areas.max()) + 1
-    return ndimage.binary_fill_holes(np.isin(labels, keep))
+    min_area = max(min_fraction * areas.max(), MIN_BLOB_FRACTION * mask.size)
+    keep = np.flatnonzero(areas >= min_area) + 1
+    kept = np.isin(labels, keep)
+    return ndimage.binary_fill_holes(kept) if fill_holes else kept
 
 
-def uniform_background_mask(image: PIL.Image.Image, min_threshold: float = 20.0) -> np.ndarray:
-    """Segment an object on a plain background: (H, W) soft alpha in [0, 1].
+def _restrict_to(alpha: np.ndarray, kept: np.ndarray, ring: int = 2) -> np.ndarray:
+    """Zero `alpha` away from the kept components; a `ring`-pixel band keeps their soft edges."""
+    return alpha * ndimage.binary_dilation(kept, iterations=ring)
 
-    The background colour is the median of the image border; pixels farther from it (RGB distance) than a
-    threshold set by the border's own noise are foreground. Small specks are removed, holes filled, and
-    only the main components kept. Raises `ImageError` if the border is not uniform.
+
+def alpha_mask(image: PIL.Image.Image) -> np.ndarray:
+    """(H, W) alpha in [0, 1] from the image's own alpha channel, with stray specks removed.
+
+    Holes stay transparent (a ring's middle is background), and only isolated blobs under
+    `MIN_ALPHA_COMPONENT_FRACTION` of the largest part are dropped, so separate parts of the object stay.
+    """
+    if image.mode != "RGBA":
+        raise ImageError("the image has no alpha channel; use background='auto' or 'uniform'")
+    alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+    kept = keep_main_components(alpha >= 0.5, min_fraction=MIN_ALPHA_COMPONENT_FRACTION, fill_holes=False)
+    return _restrict_to(alpha, kept).astype(np.float32)
+
+
+@dataclass
+class UniformBackground:
+    """Result of `uniform_background_mask`: `alpha` (H, W) in [0, 1] and the estimated `color` (3,) RGB."""
+
+    alpha: np.ndarray
+    color: np.ndarray
+
+
+def uniform_background_mask(
+    image: PIL.Image.Image, min_threshold: float = 20.0, check_plain: bool = True
+) -> UniformBackground:
+    """Segment an object on a plain background.
+
+    The background colour is the median of a thin band along the image border. A pixel is foreground when
+    its RGB distance to that colour exceeds a threshold set by the border's own noise (at least
+    `min_threshold`); blobs are cleaned and holes filled (background-coloured parts inside the object stay
+    opaque). On a thin band around the silhouette alpha is each pixel's share of the nearest inner object
+    colour (its projection on the background → object colour line), so anti-aliased edges stay soft.
+
+    Raises `ImageError` when `check_plain` and under 80% of the border is close to the background colour.
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     h, w, _ = rgb.shape
     band = max(1, round(0.02 * min(h, w)))
-    border = np.concatenate([rgb[:band].reshape(-1, 3), rgb[-band:].reshape(-1, 3),
-                             rgb[:, :band].reshape(-1, 3), rgb[:, -band:].reshape(-1, 3)])
-    background = np.median(border, axis=0)
-    border_distance = np.linalg.norm(border - background, axis=-1)
-    if (border_distance < 2 * min_threshold).mean() < 0.8:
+    border = np.concatenate([
+        rgb[:band].reshape(-1, 3), rgb[-band:].reshape(-1, 3),
+        rgb[:, :band].reshape(-1, 3), rgb[:, -band:].reshape(-1, 3),
+    ])
+    color = np.median(border, axis=0)
+    border_distance = np.linalg.norm(border - color, axis=-1)
+    if check_plain and (border_distance < 2 * min_threshold).mean() < 0.8:
         raise ImageError(
             "the background is not plain, so it cannot be removed without a segmentation model: use an image "
             f"with an alpha channel, a uniform background, or set {REMBG_MODEL_ENV} to a local rembg model file"
         )
-    distance = np.linalg.norm(rgb - background, axis=-1)
-    threshold = max(min_threshold, 2.0 * float(np.percentile(border_distance, 95)) + 8.0)
-    hard = ndimage.binary_opening(distance > threshold, iterations=1)
-    hard = keep_main_components(hard)
-    # Soft edge: distance ramps up to the threshold in a one-pixel ring around the hard mask.
-    ring = ndimage.binary_dilation(hard, iterations=1)
-    soft = np.clip(distance / threshold, 0.0, 1.0) * ring
-    return np.where(hard, 1.0, soft).astype(np.float32)
+    distance = np.linalg.norm(rgb - color, axis=-1)
+    # Noise measured on the background-like part of the border only (the object may touch the border).
+    background_like = border_distance[border_distance < 2 * min_threshold]
+    noise = float(np.percentile(background_like, 95)) if background_like.size else 0.0
+    threshold = max(min_threshold, 2.0 * noise + 8.0)
+    hard = keep_main_components(distance > threshold)
+
+    # Anti-aliased pixels can sit two pixels deep (a thin sliver of background is still above threshold),
+    # so the soft band spans the last two pixels inside the hard mask and one outside, 8-connected.
+    square = np.ones((3, 3), dtype=bool)
+    interior = ndimage.binary_erosion(hard, structure=square, iterations=2, border_value=1)
+    edge = ndimage.binary_dilation(hard, structure=square, iterations=1) & ~interior
+    # A mixed edge pixel c = a * F + (1 - a) * background, with F the colour of the nearest interior
+    # pixel: projecting c onto the background → F line gives its alpha a.
+    alpha = np.where(interior, 1.0, 0.0)
+    if interior.any():
+        _, (rows, cols) = ndimage.distance_transform_edt(~interior, return_indices=True)
+        ys, xs = np.nonzero(edge)
+        offset = rgb[ys, xs] - color  # (E, 3) c - background
+        span = rgb[rows[ys, xs], cols[ys, xs]] - color  # (E, 3) F - background
+        span_sq = np.maximum((span**2).sum(axis=-1), threshold**2)  # F close to the background: use the threshold
+        alpha[ys, xs] = np.clip((offset * span).sum(axis=-1) / span_sq, 0.0, 1.0)
+    else:  # an object thinner than the band: no pure colour to compare with
+        alpha[edge] = np.clip(distance[edge] / (2.0 * threshold), 0.0, 1.0)
+    return UniformBackground(alpha=alpha.astype(np.float32), color=color)
+
+
+def unmix_background(rgb: np.ndarray, alpha: np.ndarray, background_color: np.ndarray) -> np.ndarray:
+    """Foreground colour of each pixel: (rgb - (1 - alpha) * background) / alpha, shape (H, W, 3) float.
+
+    Compositing this over white with `alpha` replaces the old background's share of edge pixels by white
+    instead of leaving a dark (or coloured) fringe.
+    """
+    a = alpha[..., None].astype(np.float32)
+    unmixed = (rgb.astype(np.float32) - (1.0 - a) * background_color) / np.maximum(a, 1e-3)
+    return np.where(a > 1e-3, np.clip(unmixed, 0.0, 255.0), rgb)
 
 
 def find_rembg_model(model_path: str | os.PathLike | None = None) -> Path | None:
-    """A local rembg (U²-Net-style ONNX) model file: the argument, `$TRIPOSG_REMBG_MODEL`, or
-    `$U2NET_HOME/u2net.onnx`. None when there is none or rembg is not installed. Never downloads."""
-    candidates = [model_path, os.environ.get(REMBG_MODEL_ENV)]
-    if os.environ.get("U2NET_HOME"):
-        candidates.append(Path(os.environ["U2NET_HOME"]) / "u2net.onnx")
+    """A local rembg (U²-Net-style ONNX) model file, or None when there is none or rembg is not installed.
+
+    Looks at, in order: `model_path`, `$TRIPOSG_REMBG_MODEL`, `$U2NET_HOME/u2net.onnx` (rembg's own
+    folder, `~/.u2net` by default). Never downloads. An explicit `model_path` that is not a file raises
+    `ImageError` (a typo should not silently fall back to another method).
+    """
+    if model_path is not None and not Path(model_path).expanduser().is_file():
+        raise ImageError(f"rembg model file not found: {model_path}; pass the path of a local .onnx file")
+    u2net_home = Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser()
+    candidates = [model_path, os.environ.get(REMBG_MODEL_ENV), u2net_home / REMBG_DEFAULT_MODEL_FILE]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
+        if candidate and Path(candidate).expanduser().is_file():
             try:
                 import rembg  # noqa: F401
             except ImportError:
                 return None
-            return Path(candidate)
+            return Path(candidate).expanduser()
     return None
 
 
 @functools.lru_cache(maxsize=2)
 def _rembg_session(model_path: str):
+    """One rembg session per model file (loading the ONNX model takes seconds)."""
     from rembg import new_session
 
+    # "u2net_custom" loads exactly this file; the named sessions would fetch their model if the hash differs.
     return new_session("u2net_custom", model_path=model_path)
 
 
 def rembg_mask(image: PIL.Image.Image, model_path: str | os.PathLike) -> np.ndarray:
-    """(H, W) alpha from rembg with a local model; thresholded (Otsu) and cleaned as in the release."""
-    from rembg import remove
+    """(H, W) alpha from rembg with a local model; thresholded (Otsu) and cleaned as in the release.
 
-    soft = np.asarray(remove(image.convert("RGB"), session=_rembg_session(str(model_path)), only_mask=True),
-                      dtype=np.float32) / 255.0
+    Inside the cleaned foreground alpha is 1; on its two-pixel edge band it is rembg's soft matte.
+    """
+    try:
+        from rembg import remove
+
+        matte = remove(image.convert("RGB"), session=_rembg_session(str(model_path)), only_mask=True)
+    except ImportError as error:
+        raise ImageError(f"background='rembg' needs the rembg package ({error}); pip install rembg") from error
+    except Exception as error:  # onnxruntime raises its own types for bad model files
+        raise ImageError(
+            f"rembg failed with model {model_path} ({type(error).__name__}: {error}); check that the file is "
+            "a U²-Net-style ONNX model such as u2net.onnx"
+        ) from error
+    soft = np.asarray(matte.convert("L"), dtype=np.float32) / 255.0
     if soft.max() - soft.min() < 1e-3:
         return np.zeros_like(soft)
     hard = keep_main_components(soft > threshold_otsu(soft))
-    return np.where(hard, np.maximum(soft, 0.5), soft * ndimage.binary_dilation(hard, iterations=2)).astype(np.float32)
+    interior = ndimage.binary_erosion(hard, iterations=1, border_value=1)
+    return np.where(interior, 1.0, _restrict_to(soft, hard)).astype(np.float32)

@@ -19,22 +19,32 @@ def foreground_bbox(alpha: np.ndarray, threshold: float = 0.5) -> tuple[int, int
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def square_side(long_side: int, foreground_ratio: float) -> int:
+    """Side of the padded square in which a foreground of `long_side` pixels fills `foreground_ratio`."""
+    if not 0.0 < foreground_ratio <= 1.0:
+        raise ValueError(f"foreground_ratio must be in (0, 1], got {foreground_ratio}")
+    return max(long_side, round(long_side / foreground_ratio))
+
+
 def crop_and_pad(
-    rgb: np.ndarray, alpha: np.ndarray, bbox: tuple[int, int, int, int], foreground_ratio: float,
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    bbox: tuple[int, int, int, int],
+    foreground_ratio: float,
     output_size: int | None = None,
 ) -> tuple[PIL.Image.Image, PIL.Image.Image]:
-    """Composite `rgb` (H, W, 3) uint8 over white with `alpha` (H, W) in [0, 1], crop to `bbox` and pad
-    to a square whose side is long-side / `foreground_ratio`, the object centred.
+    """Composite `rgb` (H, W, 3) over white with `alpha` (H, W) in [0, 1], crop to `bbox` and pad to a
+    square whose side is long-side / `foreground_ratio`, the object centred.
 
     Returns the RGB image and its alpha (mode "L"), resized to `output_size` when given.
     """
-    if not 0.0 < foreground_ratio <= 1.0:
-        raise ValueError(f"foreground_ratio must be in (0, 1], got {foreground_ratio}")
+    if output_size is not None and (not isinstance(output_size, (int, np.integer)) or output_size < 1):
+        raise ValueError(f"output_size must be a positive integer or None, got {output_size!r}")
     x0, y0, x1, y1 = bbox
     crop_alpha = alpha[y0:y1, x0:x1, None].astype(np.float32)
     composite = rgb[y0:y1, x0:x1].astype(np.float32) * crop_alpha + 255.0 * (1.0 - crop_alpha)
     h, w = y1 - y0, x1 - x0
-    side = max(1, round(max(h, w) / foreground_ratio))
+    side = square_side(max(h, w), foreground_ratio)
     top, left = (side - h) // 2, (side - w) // 2
     canvas = np.full((side, side, 3), 255.0, np.float32)
     canvas[top:top + h, left:left + w] = composite
@@ -43,6 +53,6 @@ def crop_and_pad(
     image = PIL.Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8), "RGB")
     mask = PIL.Image.fromarray(np.clip(canvas_alpha * 255 + 0.5, 0, 255).astype(np.uint8), "L")
     if output_size is not None:
-        image = image.resize((output_size, output_size), PIL.Image.Resampling.BICUBIC)
+        image = image.resize((output_size, output_size), PIL.Image.Resampling.LANCZOS)
         mask = mask.resize((output_size, output_size), PIL.Image.Resampling.BILINEAR)
     return image, mask

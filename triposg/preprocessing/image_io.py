@@ -1,4 +1,8 @@
-"""Loading user images safely: clear errors for corrupt, empty, huge or oddly encoded files."""
+"""Loading user images safely: clear errors for corrupt, empty, huge or oddly encoded files.
+
+Whatever comes in (a path, a PIL image, an array) comes out as an 8-bit RGB or RGBA PIL image, upright
+(EXIF orientation applied) and with its long side capped at `MAX_SIDE` (the release's 2000 px).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 
-MAX_PIXELS = 100_000_000  # above this a file is rejected before decoding (decompression bombs)
+MAX_PIXELS = 100_000_000  # above this an image is rejected before decoding (decompression bombs)
 MAX_SIDE = 2000  # the release caps the long side at 2000 px before segmentation
+
+_SIXTEEN_BIT_MAX = 65535.0
 
 
 class ImageError(ValueError):
@@ -18,20 +25,44 @@ class ImageError(ValueError):
 
 
 def _array_to_image(array: np.ndarray) -> PIL.Image.Image:
-    """(H, W), (H, W, 3) or (H, W, 4) array, uint8 or float in [0, 1] → PIL image."""
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array → PIL image.
+
+    uint8 is taken as is, uint16 as 16-bit (scaled by 1/257), bool as black/white, other integer types
+    only when their values fit in [0, 255], floats must lie in [0, 1].
+    """
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise ImageError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {array.shape}")
+        raise ImageError(
+            f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {array.shape}"
+        )
+    if array.size == 0:
+        raise ImageError(f"the image has zero size (array shape {array.shape})")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    if np.issubdtype(array.dtype, np.floating):
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() > 255:
+            raise ImageError(
+                f"an integer image array must hold values in [0, 255] (or be uint16); got {array.dtype} "
+                f"values in [{array.min()}, {array.max()}]. Convert it to uint8 first."
+            )
+        array = array.astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise ImageError("the image array contains NaN or infinite values")
-        array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
-    elif array.dtype == np.uint16:
-        array = array / 257.0
-    elif array.dtype == bool:
-        array = array * 255
-    return PIL.Image.fromarray(array.astype(np.uint8))
+        if array.min() < -1e-3 or array.max() > 1.0 + 1e-3:
+            raise ImageError(
+                f"a float image array must hold values in [0, 1]; got [{array.min():.3g}, {array.max():.3g}]. "
+                "Divide 0-255 data by 255 (or pass it as uint8)."
+            )
+        array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ImageError(f"unsupported image array dtype {array.dtype}; use uint8, uint16 or float in [0, 1]")
+    return PIL.Image.fromarray(np.ascontiguousarray(array))
 
 
 def _normalise_mode(image: PIL.Image.Image) -> PIL.Image.Image:
@@ -39,17 +70,24 @@ def _normalise_mode(image: PIL.Image.Image) -> PIL.Image.Image:
     if image.mode in ("RGB", "RGBA"):
         return image
     if image.mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+        # A palette may mark one index transparent ("transparency") or carry per-entry alpha ("PA").
+        has_alpha = "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA"
+        return image.convert("RGBA" if has_alpha else "RGB")
     if image.mode in ("LA", "PA", "La", "RGBa"):
         return image.convert("RGBA")
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # 16/32-bit greyscale: rescale to 8 bits instead of clipping. Data that never exceeds 255 is
-        # 8-bit data stored wide (as PIL's own L → I;16 conversion gives), so it is kept as is.
+        # 16/32-bit or float greyscale: rescale to 8 bits instead of letting PIL clip at 255.
         values = np.asarray(image, dtype=np.float64)
         peak = float(values.max()) if values.size else 0.0
-        top = 255.0 if peak <= 255 else (65535.0 if peak <= 65535 else peak)
-        return PIL.Image.fromarray((np.clip(values / top, 0, 1) * 255 + 0.5).astype(np.uint8)).convert("RGB")
-    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+        if image.mode == "F" and peak <= 1.0:
+            top = 1.0  # float data in [0, 1]
+        elif peak <= 255:
+            top = 255.0  # 8-bit data stored wide (what PIL's own L → I;16 conversion gives)
+        else:
+            top = max(_SIXTEEN_BIT_MAX, peak)
+        scaled = np.clip(values / top, 0.0, 1.0) * 255.0 + 0.5
+        return PIL.Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV (CMYK without colour management)
 
 
 def _cap_size(image: PIL.Image.Image, max_side: int) -> PIL.Image.Image:
@@ -57,48 +95,72 @@ def _cap_size(image: PIL.Image.Image, max_side: int) -> PIL.Image.Image:
         return image
     scale = max_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # PIL resizes RGBA premultiplied, so colours under transparent pixels do not bleed into edges.
     return image.resize(size, PIL.Image.Resampling.LANCZOS)
 
 
-def load_image(source: str | os.PathLike | PIL.Image.Image | np.ndarray, max_side: int = MAX_SIDE) -> PIL.Image.Image:
-    """Open an image from a path, PIL image or array as RGB or RGBA, long side capped at `max_side`.
+def _check_pixel_count(width: int, height: int, name: str) -> None:
+    if width == 0 or height == 0:
+        raise ImageError(f"{name} has zero size ({width}×{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{name} is {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed (a decompression bomb "
+            f"or a scan); resize it to at most {MAX_SIDE} px on the long side first"
+        )
 
-    Raises `ImageError` for missing, empty, corrupt, truncated, zero-size or oversized images.
+
+def _open_file(path: Path) -> PIL.Image.Image:
+    """Decode the first frame of an image file fully, or raise ImageError naming what is wrong."""
+    if not path.is_file():
+        raise ImageError(f"image file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image file is empty (0 bytes): {path}")
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between 89 and 179 megapixels; treat that as the error it is here.
+            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as opened:
+                # The header alone gives the size, so bombs are refused before any pixel is decoded.
+                _check_pixel_count(opened.width, opened.height, path.name)
+                opened.load()
+                return opened.copy()
+    except ImageError:
+        raise
+    except (PIL.Image.DecompressionBombWarning, PIL.Image.DecompressionBombError) as error:
+        raise ImageError(f"{path.name} is too large to decode safely ({error}); resize it first") from error
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for corrupt or truncated data
+        raise ImageError(
+            f"cannot read {path.name} as an image ({error}); the file is corrupt, truncated or not an image. "
+            "Re-export it as PNG or JPEG."
+        ) from error
+
+
+def load_image(
+    source: str | os.PathLike | PIL.Image.Image | np.ndarray, max_side: int = MAX_SIDE
+) -> PIL.Image.Image:
+    """Open an image from a path, PIL image or array as 8-bit RGB or RGBA, long side capped at `max_side`.
+
+    Modes with transparency (RGBA, LA, P with a transparent index, premultiplied) become RGBA, every
+    other mode RGB; 16-bit and float greyscale are rescaled, not clipped. EXIF orientation is applied.
+
+    Raises `ImageError` for missing, empty, corrupt, truncated, zero-size or oversized images and for
+    arrays of an unsupported shape, dtype or value range.
     """
     if isinstance(source, np.ndarray):
         image = _array_to_image(source)
     elif isinstance(source, PIL.Image.Image):
         image = source
+        _check_pixel_count(image.width, image.height, "the image")
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"image file not found: {path}")
-        if path.stat().st_size == 0:
-            raise ImageError(f"image file is empty: {path}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-                with PIL.Image.open(path) as opened:
-                    if opened.width * opened.height > MAX_PIXELS:
-                        raise ImageError(
-                            f"{path.name} is {opened.width}×{opened.height} pixels, more than the {MAX_PIXELS:,} "
-                            "allowed; resize it to at most 2000 px on the long side"
-                        )
-                    opened.load()
-                    image = opened.copy()
-        except ImageError:
-            raise
-        except (PIL.Image.DecompressionBombWarning, PIL.Image.DecompressionBombError) as error:
-            raise ImageError(f"{path.name} is too large to decode safely ({error}); resize it first") from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageError(
-                f"cannot read {path.name} as an image ({error}); the file is corrupt, truncated or not an image. "
-                "Re-export it as PNG or JPEG."
-            ) from error
+        image = _open_file(Path(source))
     else:
         raise ImageError(f"expected an image path, PIL image or array, got {type(source).__name__}")
-    if image.width == 0 or image.height == 0:
-        raise ImageError(f"the image has zero size ({image.width}×{image.height})")
-    if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"the image has {image.width * image.height:,} pixels, more than {MAX_PIXELS:,}; resize it")
-    return _cap_size(_normalise_mode(image), max_side)
+    _check_pixel_count(image.width, image.height, "the image")
+    try:
+        # Photos from phones are stored sideways with an EXIF rotation tag.
+        image = PIL.ImageOps.exif_transpose(image)
+        return _cap_size(_normalise_mode(image), max_side)
+    except (OSError, SyntaxError) as error:  # a lazily opened PIL image may fail only when decoded here
+        raise ImageError(
+            f"cannot decode the image ({error}); it is corrupt or truncated. Re-export it as PNG or JPEG."
+        ) from error
