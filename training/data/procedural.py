@@ -82,7 +82,7 @@ class ProceduralShape:
 
     @property
     def object_id(self) -> str:
-        return f"{self.family}-{self.seed:06d}"
+        return procedural_object_id(self.family, self.seed)
 
     def sdf(self, points: np.ndarray) -> np.ndarray:
         """``points``: (N, 3) xyz in the normalised world frame -> (N,) float32 distances, negative inside."""
@@ -541,6 +541,11 @@ def sample_shape(family: str, seed: int) -> ProceduralShape:
     material = _sample_material(rng)
     params = {**params, "yaw_deg": yaw_deg, "center": [float(c) for c in center], "scale": scale}
     return ProceduralShape(family, int(seed), params, material, field, bounds)
+
+
+def procedural_object_id(family: str, seed: int) -> str:
+    """The corpus id of a procedural shape, e.g. "chair-000012"."""
+    return f"{family}-{seed:06d}"
 
 
 def corpus_seeds(num: int, seed: int = 0) -> Iterator[tuple[str, int]]:
