@@ -249,3 +249,14 @@ def test_unknown_format_raises(sphere_mesh, tmp_path):
 def test_empty_mesh_export_raises(tmp_path):
     with pytest.raises(ValueError, match="empty mesh"):
         export_mesh(trimesh.Trimesh(), tmp_path / "empty.glb")
+
+
+def test_simplify_keeps_vertex_colours():
+    mesh = trimesh.creation.icosphere(subdivisions=4)
+    colours = np.where(mesh.vertices[:, :1] > 0, [[255, 0, 0, 255]], [[0, 0, 255, 255]]).astype(np.uint8)
+    mesh.visual.vertex_colors = colours
+    reduced = simplify(mesh, 500)
+    reduced_colours = np.asarray(reduced.visual.vertex_colors)
+    right = reduced.vertices[:, 0] > 0.1
+    left = reduced.vertices[:, 0] < -0.1
+    assert (reduced_colours[right, 0] == 255).all() and (reduced_colours[left, 2] == 255).all()

@@ -16,6 +16,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; the result should read like any written file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

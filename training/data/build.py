@@ -47,7 +47,8 @@ class BuildConfig:
     workers: int = 2
     num_views: int = 8  # paper §5.1: 8 random views per object
     render_resolution: int = 256
-    render_faces: int | None = 20_000  # renders use a reduced copy (software GL cost grows with faces)
+    # Renders use a reduced copy: software GL cost grows with faces; below ~50k, thin walls (mug rims) streak.
+    render_faces: int | None = 50_000
     mesh_resolution: int = 128  # marching-cubes grid for procedural shapes (analytic SDF)
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     scorer_path: Path | None = None  # a fitted QualityScorer (stage I); None leaves scores empty

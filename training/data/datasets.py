@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import PIL.Image
 import torch
 from torch.utils.data import Dataset
@@ -24,6 +25,16 @@ from triposg.preprocessing import preprocess_image
 
 from .fields import FieldData
 from .manifest import read_manifest, select
+
+
+def usable_rows(corpus: str | Path, split: str | None, include_flagged: bool) -> tuple[Path, pd.DataFrame]:
+    """The corpus root and its usable manifest rows; a clear error when there are none."""
+    table = read_manifest(corpus)
+    root = Path(table.attrs["root"])
+    rows = select(table, split, include_flagged)
+    if len(rows) == 0:
+        raise ValueError(f"the corpus at {root} has no usable objects in split {split!r}")
+    return root, rows
 
 
 class FieldDataset(Dataset):
@@ -44,11 +55,7 @@ class FieldDataset(Dataset):
         num_on_surface: int | None = None,
         include_flagged: bool = False,
     ):
-        table = read_manifest(corpus)
-        self.root = Path(table.attrs["root"])
-        self.rows = select(table, split, include_flagged)
-        if len(self.rows) == 0:
-            raise ValueError(f"the corpus at {self.root} has no usable objects in split {split!r}")
+        self.root, self.rows = usable_rows(corpus, split, include_flagged)
         self.sizes = dict(surface=num_surface, near=num_near, volume=num_volume, on_surface=num_on_surface)
 
     def __len__(self) -> int:
@@ -119,11 +126,7 @@ class ImageViewDataset(Dataset):
         use_eval_view: bool = False,
         include_flagged: bool = False,
     ):
-        table = read_manifest(corpus)
-        self.root = Path(table.attrs["root"])
-        self.rows = select(table, split, include_flagged)
-        if len(self.rows) == 0:
-            raise ValueError(f"the corpus at {self.root} has no usable objects in split {split!r}")
+        self.root, self.rows = usable_rows(corpus, split, include_flagged)
         self.foreground_ratio = foreground_ratio
         self.rotation_prob = rotation_prob
         self.max_rotation_deg = max_rotation_deg

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import fast_simplification
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 
 def remove_floaters(mesh: trimesh.Trimesh, min_face_fraction: float = 0.05) -> trimesh.Trimesh:
@@ -44,7 +45,12 @@ def simplify(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
         if len(new_faces) <= target_faces:
             break
         request = max(1, request - (len(new_faces) - target_faces) - 1)
-    return trimesh.Trimesh(vertices=new_vertices, faces=new_faces.astype(np.int64), process=False)
+    reduced = trimesh.Trimesh(vertices=new_vertices, faces=new_faces.astype(np.int64), process=False)
+    if mesh.visual.kind == "vertex":
+        # Edge collapse keeps vertices near the originals: give each the colour of its nearest original vertex.
+        _, nearest = cKDTree(vertices).query(new_vertices)
+        reduced.visual.vertex_colors = np.asarray(mesh.visual.vertex_colors)[nearest]
+    return reduced
 
 
 @dataclass
