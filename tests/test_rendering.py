@@ -144,3 +144,15 @@ def test_backend_falls_back_in_order_and_explains_a_missing_one(monkeypatch):
     monkeypatch.setattr(rendering, "_probe_backend", lambda env: "libEGL.so.1: cannot open shared object file")
     with pytest.raises(RendererUnavailableError, match="libegl1 libgl1-mesa-dri.*libosmesa6"):
         rendering.renderer_backend()
+
+
+def test_crease_split_keeps_box_edges_sharp_and_spheres_smooth():
+    from triposg.rendering import crease_corner_normals
+
+    box = trimesh.creation.box()
+    corners = crease_corner_normals(box, 30.0)
+    np.testing.assert_allclose(corners, np.repeat(box.face_normals[:, None], 3, axis=1), atol=1e-6)
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    corners = crease_corner_normals(sphere, 30.0)
+    radial = sphere.vertices[sphere.faces] / np.linalg.norm(sphere.vertices[sphere.faces], axis=-1, keepdims=True)
+    assert (np.einsum("fkc,fkc->fk", corners, radial) > 0.999).all()  # smooth: close to the true normal

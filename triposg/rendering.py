@@ -410,6 +410,52 @@ def _check_color(color: Sequence[int], name: str) -> tuple[int, int, int]:
     return values
 
 
+def crease_corner_normals(mesh: "trimesh.Trimesh", crease_angle_deg: float) -> np.ndarray:
+    """(F, 3, 3) per-corner normals: the area-weighted mean of the normals of the faces around each corner's
+    vertex that are within `crease_angle_deg` of the corner's own face, so smooth parts shade smoothly and
+    edges sharper than the angle stay crisp. Vectorised over all (corner, face around its vertex) pairs."""
+    faces = np.asarray(mesh.faces)
+    face_normals = np.asarray(mesh.face_normals)
+    areas = np.asarray(mesh.area_faces)
+    corner_vertex = faces.reshape(-1)  # (3F,)
+    corner_face = np.repeat(np.arange(len(faces)), 3)
+    order = np.argsort(corner_vertex, kind="stable")  # corners grouped by vertex
+    counts = np.bincount(corner_vertex, minlength=len(mesh.vertices))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    group = counts[corner_vertex]  # corners sharing each corner's vertex
+    pair_corner = np.repeat(np.arange(len(corner_vertex)), group)
+    offsets = np.arange(len(pair_corner)) - np.repeat(np.cumsum(group) - group, group)
+    pair_face = corner_face[order[np.repeat(starts[corner_vertex], group) + offsets]]
+    own = face_normals[corner_face[pair_corner]]
+    other = face_normals[pair_face]
+    keep = (own * other).sum(axis=1) >= math.cos(math.radians(crease_angle_deg))
+    weighted = other * (areas[pair_face] * keep)[:, None]
+    normals = np.stack([np.bincount(pair_corner, weighted[:, k], len(corner_vertex)) for k in range(3)], axis=1)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.where(length > 0, normals / np.maximum(length, 1e-30), face_normals[corner_face])
+    return normals.reshape(len(faces), 3, 3)
+
+
+def split_creases(mesh: "trimesh.Trimesh", crease_angle_deg: float) -> "trimesh.Trimesh":
+    """A copy with one vertex per face corner carrying crease-aware normals (see `crease_corner_normals`),
+    vertex colours carried over. Textured meshes go through trimesh's (slower) `smooth_shade`, which keeps UVs."""
+    import trimesh
+
+    if mesh.visual.kind not in (None, "vertex"):
+        return trimesh.graph.smooth_shade(mesh, angle=math.radians(crease_angle_deg))
+    faces = np.asarray(mesh.faces)
+    corner_vertices = faces.reshape(-1)
+    split = trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices)[corner_vertices],
+        faces=np.arange(len(corner_vertices)).reshape(-1, 3),
+        vertex_normals=crease_corner_normals(mesh, crease_angle_deg).reshape(-1, 3),
+        process=False,
+    )
+    if mesh.visual.kind == "vertex":
+        split.visual.vertex_colors = np.asarray(mesh.visual.vertex_colors)[corner_vertices]
+    return split
+
+
 def _lit_mesh(pyrender, mesh: trimesh.Trimesh, color: tuple[int, int, int] | None, smooth: bool):
     """The pyrender mesh for the RGB pass: `color`, else the mesh's own colours, else neutral grey."""
     if color is None and mesh.visual.defined:
@@ -524,9 +570,7 @@ def _render_views(
     renderer = _get_renderer(pyrender, resolution)
     flags = pyrender.RenderFlags
     if smooth:
-        import trimesh
-
-        mesh = trimesh.graph.smooth_shade(mesh, angle=math.radians(CREASE_ANGLE_DEG))
+        mesh = split_creases(mesh, CREASE_ANGLE_DEG)
 
     scene = pyrender.Scene(ambient_light=np.full(3, AMBIENT_LIGHT))
     lit_mesh = _lit_mesh(pyrender, mesh, color, smooth)

@@ -108,7 +108,9 @@ _worker_scorer: QualityScorer | None = None
 def _init_worker(scorer_path: str | None) -> None:
     import torch
 
-    torch.set_num_threads(1)  # one process per core
+    # One process per core for torch. Mesa's llvmpipe keeps its own threads: limiting it to one
+    # (LP_NUM_THREADS=1) measured slower here, not faster.
+    torch.set_num_threads(1)
     global _worker_scorer
     _worker_scorer = QualityScorer.load(scorer_path) if scorer_path else None
 
