@@ -1,0 +1,296 @@
+"""VAE training: loss terms on an analytic sphere, overfitting, exact resume, checkpoints, DDP, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from training.data.build import BuildConfig, run_build
+from training.data.fields import FieldConfig
+from training.engine.checkpoint import find_checkpoint, list_checkpoints, save_checkpoint
+from training.engine.config import TrainConfig, load_config
+from training.engine.loop import Trainer
+from training.engine.schedule import lr_lambda
+from training.losses import VAELossConfig, vae_loss
+from training.train_vae import VAETrainingConfig, make_loss_fn, train_vae
+from training.data.datasets import FieldDataset, MultiResolutionCollate
+from triposg.models import TripoSGVAEModel
+from triposg.models.vae import DiagonalGaussian
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_FIELDS = FieldConfig(num_surface=256, num_near=128, num_volume=128, num_on_surface=128, udf_resolution=32)
+TINY_VAE = dict(latent_channels=8, num_attention_heads=2, width_encoder=32, width_decoder=32,
+                num_layers_encoder=1, num_layers_decoder=1)
+
+
+# ------------------------------------------------------------------ losses on an analytic sphere
+
+class SphereField(nn.Module):
+    """Raw field |x| − r (an exact SDF, positive outside), optionally perturbed by a sine."""
+
+    def __init__(self, radius: float = 0.5, wobble: float = 0.0):
+        super().__init__()
+        self.radius, self.wobble = radius, wobble
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        return xyz.norm(dim=-1) - self.radius + self.wobble * torch.sin(12.0 * xyz[..., 0])
+
+
+def sphere_batch(radius: float = 0.5, seed: int = 0):
+    """Supervision points in the truncation band with exact targets, and on-surface points with outward normals."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.nn.functional.normalize(torch.randn(2, 400, 3, generator=generator), dim=-1)
+    offsets = (torch.rand(2, 300, 1, generator=generator) - 0.5) * 0.18
+    supervision = directions[:, :300] * (radius + offsets)
+    surface = directions[:, 300:] * radius
+    query_xyz = torch.cat([supervision, surface], dim=1).requires_grad_(True)
+    target = supervision.norm(dim=-1) - radius
+    return query_xyz, target, directions[:, 300:]
+
+
+NO_KL = VAELossConfig(use_kl_loss=False)
+
+
+def test_true_sphere_sdf_has_zero_losses():
+    query_xyz, target, normals = sphere_batch()
+    terms = vae_loss(query_xyz, SphereField()(query_xyz), target, normals, config=NO_KL)
+    assert set(terms) == {"sdf", "normal", "eikonal", "loss"}
+    assert terms["sdf"].item() < 1e-6
+    assert terms["normal"].item() < 1e-6
+    assert terms["eikonal"].item() < 1e-6
+
+
+def test_perturbed_sphere_has_clearly_positive_gradient_losses():
+    query_xyz, target, normals = sphere_batch()
+    terms = vae_loss(query_xyz, SphereField(wobble=0.05)(query_xyz), target, normals, config=NO_KL)
+    assert terms["eikonal"].item() > 0.05
+    assert terms["normal"].item() > 0.02
+    assert terms["sdf"].item() > 1e-3
+    expected = terms["sdf"] + 10.0 * terms["normal"] + 0.1 * terms["eikonal"]
+    assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    terms["loss"].backward()  # create_graph=True: the loss is differentiable through ∇D
+
+
+def test_decode_sign_convention_is_rejected_by_the_normal_loss():
+    """Passing the decode convention (positive inside) instead of the raw output flips every normal."""
+    query_xyz, target, normals = sphere_batch()
+    terms = vae_loss(query_xyz, -SphereField()(query_xyz), target, normals, config=NO_KL)
+    assert terms["normal"].item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_term_switches_remove_terms():
+    query_xyz, target, normals = sphere_batch()
+    raw = SphereField(wobble=0.05)(query_xyz)
+    config = VAELossConfig(use_normal_loss=False, use_eikonal_loss=False, use_kl_loss=False)
+    terms = vae_loss(query_xyz, raw, target, normals, config=config)
+    assert set(terms) == {"sdf", "loss"} and terms["loss"].item() == terms["sdf"].item()
+    only_eik = vae_loss(query_xyz, raw, target, normals, config=replace(config, use_eikonal_loss=True))
+    assert set(only_eik) == {"sdf", "eikonal", "loss"}
+
+
+def test_kl_term_from_the_posterior():
+    query_xyz, target, normals = sphere_batch()
+    mean = torch.ones(2, 4, 3)
+    posterior = DiagonalGaussian(torch.cat([mean, torch.zeros_like(mean)], dim=-1))  # KL = 0.5 per channel
+    terms = vae_loss(query_xyz, SphereField()(query_xyz), target, normals, posterior,
+                     VAELossConfig(use_normal_loss=False, use_eikonal_loss=False))
+    assert terms["kl"].item() == pytest.approx(0.5)
+    assert terms["loss"].item() == pytest.approx(terms["sdf"].item() + 0.001 * 0.5, abs=1e-9)
+
+
+def test_occupancy_variant():
+    query_xyz, target, normals = sphere_batch()
+    config = VAELossConfig(field="occupancy", use_eikonal_loss=False, use_kl_loss=False)
+    sharp = vae_loss(query_xyz, 2000.0 * SphereField()(query_xyz), target, normals, config=config)
+    assert set(sharp) == {"occupancy", "normal", "loss"}
+    assert sharp["occupancy"].item() < 0.05 and sharp["normal"].item() < 1e-6
+    flipped = vae_loss(query_xyz, -2000.0 * SphereField()(query_xyz), target, normals, config=config)
+    assert flipped["occupancy"].item() > 5.0
+    with pytest.raises(ValueError, match="eikonal"):
+        VAELossConfig(field="occupancy")
+
+
+# ------------------------------------------------------------------ engine pieces
+
+def test_schedule_warmup_then_cosine():
+    multiplier = lr_lambda(max_steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert multiplier(0) == pytest.approx(0.1) and multiplier(9) == pytest.approx(1.0)
+    assert multiplier(60) == pytest.approx(0.55) and multiplier(110) == pytest.approx(0.1)
+
+
+def test_config_overrides_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 5.0e-5\ndata:\n  token_counts: [512, 2048]\n")
+    config = load_config(path, ["train.max_steps=7", "loss.use_kl_loss=false"], config_class=VAETrainingConfig)
+    assert config.train.learning_rate == 5e-5 and config.train.max_steps == 7
+    assert config.data.token_counts == (512, 2048) and config.loss.use_kl_loss is False
+    with pytest.raises(ValueError, match="valid keys"):
+        load_config(path, ["train.max_stpes=7"], config_class=VAETrainingConfig)
+
+
+def test_checkpoint_retention_and_incomplete_folders(tmp_path):
+    model = nn.Linear(3, 2)
+    for step in range(1, 5):
+        save_checkpoint(tmp_path, step, model, {"step": step}, total_limit=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-00000003", "checkpoint-00000004"]
+    (tmp_path / "checkpoint-00000009").mkdir()  # killed mid-save: no COMPLETE marker
+    (tmp_path / ".checkpoint-00000010.tmp").mkdir()
+    assert find_checkpoint(tmp_path, "latest").name == "checkpoint-00000004"
+    with pytest.raises(FileNotFoundError, match="COMPLETE"):
+        find_checkpoint(tmp_path, str(tmp_path / "checkpoint-00000009"))
+    assert find_checkpoint(tmp_path / "empty", "latest") is None
+
+
+# ------------------------------------------------------------------ training on a tiny corpus
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vae-corpus")
+    summary = run_build(BuildConfig(out=out, num=3, workers=1, num_views=1, render_resolution=32,
+                                    mesh_resolution=32, fields=TINY_FIELDS, split_fractions=(1.0, 0.0, 0.0)))
+    assert summary["built"] == 3, summary
+    return out
+
+
+def tiny_run_config(corpus: Path, output_dir: Path, **train) -> VAETrainingConfig:
+    settings = dict(output_dir=str(output_dir), max_steps=6, batch_size=2, learning_rate=1e-3, warmup_steps=2,
+                    lr_schedule="cosine", ema_decay=0.9, log_every=1, checkpoint_every=3, sample_every=0,
+                    progress_bar=False)
+    settings.update(train)
+    config = VAETrainingConfig(train=TrainConfig(**settings))
+    config.model.args = dict(TINY_VAE)
+    config.data = replace(config.data, corpus=str(corpus), num_surface=128, num_near=64, num_volume=64,
+                          num_on_surface=64, token_counts=(16, 32))
+    config.sample = replace(config.sample, resolution=16, image_size=32, num_views=1)
+    return config
+
+
+def test_tiny_vae_overfits_a_few_shapes(corpus, tmp_path):
+    """Real model class and real loss: the total loss falls ×10 and the SDF term ×5 in 150 steps."""
+    config = tiny_run_config(corpus, tmp_path, max_steps=150, batch_size=3, checkpoint_every=1000, ema_decay=None,
+                             warmup_steps=10)
+    data = config.data
+    torch.manual_seed(0)
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    trainer = Trainer(config.train, TripoSGVAEModel(**TINY_VAE), dataset, make_loss_fn(config.loss),
+                      collate_fn=MultiResolutionCollate(data.token_counts, seed=0))
+    history = trainer.train()
+    first, last = history[0], history[-10:]
+    mean_last = {key: sum(row[key] for row in last) / len(last) for key in ("loss", "sdf", "normal")}
+    assert mean_last["loss"] < first["loss"] / 10, (first, mean_last)
+    assert mean_last["sdf"] < first["sdf"] / 5, (first, mean_last)
+    assert mean_last["normal"] < 0.5 * first["normal"], (first, mean_last)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_kill_and_resume_continues_exactly(corpus, tmp_path):
+    straight = train_vae(tiny_run_config(corpus, tmp_path / "straight"))
+
+    interrupted_dir = tmp_path / "interrupted"
+    train_vae(tiny_run_config(corpus, interrupted_dir))
+    # Simulate a kill after step 3: the step-6 checkpoint never completed and the export never happened.
+    (interrupted_dir / "checkpoints" / "checkpoint-00000006" / "COMPLETE").unlink()
+    resumed = train_vae(tiny_run_config(corpus, interrupted_dir), resume="latest")
+
+    assert [row["step"] for row in resumed.history] == [4, 5, 6]
+    for a, b in zip(straight.history[3:], resumed.history):
+        for key in ("loss", "sdf", "normal", "eikonal", "kl", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (key, a, b)
+    for (name, p), q in zip(straight.unwrapped_model.named_parameters(), resumed.unwrapped_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6, msg=name)
+    for p, q in zip(straight.ema.shadow, resumed.ema.shadow):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    assert straight.ema.num_updates == resumed.ema.num_updates == 6
+    assert [int(row["step"]) for row in read_csv(interrupted_dir / "logs" / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+# ------------------------------------------------------------------ two-process DDP on CPU (gloo)
+
+class RegressionDataset(torch.utils.data.Dataset):
+    def __init__(self):
+        generator = torch.Generator().manual_seed(1)
+        self.x = torch.randn(8, 5, generator=generator)
+        self.y = torch.randn(8, 2, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int):
+        return {"x": self.x[index], "y": self.y[index]}
+
+
+def regression_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
+    loss = (model(batch["x"]) - batch["y"]).pow(2).mean()
+    return {"loss": loss, "mse": loss.detach()}
+
+
+def run_regression(output_dir: str, batch_size: int) -> Trainer:
+    torch.manual_seed(0)
+    config = TrainConfig(output_dir=output_dir, max_steps=4, batch_size=batch_size, learning_rate=0.05,
+                         log_every=1, checkpoint_every=100, sample_every=0, progress_bar=False, ema_decay=None)
+    trainer = Trainer(config, nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2)), RegressionDataset(),
+                      regression_loss, collate_fn=torch.utils.data.default_collate)
+    trainer.train()
+    return trainer
+
+
+def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    trainer = run_regression(out_dir, batch_size=2)
+    torch.save(trainer.unwrapped_model.state_dict(), Path(out_dir) / f"params_{rank}.pt")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    torch.multiprocessing.spawn(_ddp_worker, args=(free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "ddp" / "params_0.pt")
+    rank1 = torch.load(tmp_path / "ddp" / "params_1.pt")
+    single = run_regression(str(tmp_path / "single"), batch_size=4).unwrapped_model.state_dict()
+    torch.manual_seed(0)
+    initial = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2)).state_dict()
+    for key in rank0:
+        torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0)
+        torch.testing.assert_close(rank0[key], single[key], rtol=1e-5, atol=1e-6)
+    assert (rank0["0.weight"] - initial["0.weight"]).abs().max() > 1e-3  # training moved the weights
+
+
+# ------------------------------------------------------------------ the CLI
+
+def test_cli_trains_checkpoints_samples_and_exports(corpus, tmp_path):
+    run = tmp_path / "run"
+    overrides = [f"data.corpus={corpus}", f"train.output_dir={run}", "train.max_steps=4", "train.batch_size=2",
+                 "train.log_every=2", "train.checkpoint_every=2", "train.sample_every=4", "sample.resolution=32",
+                 "data.num_surface=128", "data.num_near=64", "data.num_volume=64", "data.num_on_surface=64"]
+    command = [sys.executable, "-m", "training.train_vae", "--config", "training/configs/vae-tiny.yaml"]
+    for override in overrides:
+        command += ["--set", override]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(run / "logs" / "metrics.csv")
+    assert [row["step"] for row in rows] == ["2", "4"]
+    assert {"loss", "sdf", "normal", "eikonal", "kl", "lr", "samples_per_second"} <= set(rows[0])
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["checkpoint-00000002", "checkpoint-00000004"]
+    assert (run / "samples" / "step-00000004.png").stat().st_size > 0
+    vae = TripoSGVAEModel.from_pretrained(run / "vae")
+    assert vae.config.width_encoder == 64
+    assert (run / "config.yaml").is_file()

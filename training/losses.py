@@ -1,0 +1,132 @@
+"""VAE training losses (paper §3.3, eq. 17–20) and the Table 3 ablation switches.
+
+    L = L_sdf + λ_sn·L_sn + λ_eik·L_eik + λ_kl·L_kl
+    L_sdf = |s − ŝ| + (s − ŝ)²            on the supervision points (near-surface, volume, on-surface)
+    L_sn  = 1 − cos(∇D(x), n̂)              on the on-surface points only
+    L_eik = (‖∇D(x)‖ − 1)²                 where the target is inside the truncation band
+    L_kl  = KL(q(z|x) ‖ N(0, I))
+
+**Sign convention.** The data holds the usual SDF: negative inside, positive outside, truncated to
+±truncation; the on-surface normals point outward. `TripoSGVAEModel.decode` returns the *negated*
+network output (positive inside, the release convention). The loss therefore compares the **raw**
+network output `D(x) = −decode(x)` with the data, and `∇D` is the outward normal. Callers pass raw
+values (`raw_field = -vae(...)`).
+
+The occupancy variant (Table 3 "OCC") replaces L_sdf by binary cross-entropy with logits
+`−D(x)` (positive inside, like `decode`) against `inside = sdf < 0`.
+
+Gradients ∇D come from autograd w.r.t. the query xyz. Second derivatives through attention need the
+plain-math SDPA backend: run the forward inside `input_gradient_context(config)`.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+@dataclass
+class VAELossConfig:
+    """Loss terms and weights (the `loss:` section). Defaults are the paper's (eq. 20)."""
+
+    field: str = "sdf"  # "sdf" (eq. 17: L1 + L2 on the TSDF) or "occupancy" (BCE; the Table 3 OCC baseline)
+    use_normal_loss: bool = True  # L_sn, eq. 18 (Table 3 "+L_sn")
+    use_eikonal_loss: bool = True  # L_eik, eq. 19 (Table 3 "+L_eik"); SDF only
+    use_kl_loss: bool = True  # L_kl keeps the latent space smooth for the flow model
+    lambda_sn: float = 10.0
+    lambda_eik: float = 0.1
+    lambda_kl: float = 0.001
+    # The truncated target is flat (∇ = 0) beyond ±truncation, so |∇D| = 1 is only asked where |ŝ| < band.
+    eikonal_band: float | None = 0.1
+
+    def __post_init__(self) -> None:
+        if self.field not in ("sdf", "occupancy"):
+            raise ValueError(f"loss.field must be 'sdf' or 'occupancy', got {self.field!r}")
+        if self.field == "occupancy" and self.use_eikonal_loss:
+            raise ValueError("the eikonal loss needs an SDF; set loss.use_eikonal_loss=false with field=occupancy")
+
+    @property
+    def needs_input_gradients(self) -> bool:
+        return self.use_normal_loss or self.use_eikonal_loss
+
+
+def input_gradient_context(config: VAELossConfig):
+    """The attention backend for the forward: plain-math SDPA when ∇D is needed (double backward)."""
+    return sdpa_kernel(SDPBackend.MATH) if config.needs_input_gradients else nullcontext()
+
+
+def field_gradient(raw_field: torch.Tensor, query_xyz: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+    """∇D at the queries: `raw_field` (B, Q) computed from `query_xyz` (B, Q, 3, requires_grad) → (B, Q, 3).
+
+    Points are independent given the latents, so the gradient of the sum is the per-point gradient.
+    `create_graph=True` when training, so the losses on ∇D are differentiable w.r.t. the weights.
+    """
+    (gradient,) = torch.autograd.grad(raw_field.sum(), query_xyz, create_graph=create_graph)
+    return gradient
+
+
+def vae_loss(
+    query_xyz: torch.Tensor,
+    raw_field: torch.Tensor,
+    target_sdf: torch.Tensor,
+    surface_normals: torch.Tensor,
+    posterior=None,
+    config: VAELossConfig | None = None,
+    create_graph: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The VAE loss terms and their weighted sum.
+
+    Args:
+        query_xyz: (B, Q + O, 3) queries, `requires_grad` when normal/eikonal terms are on: the Q
+            supervision points first, then the O on-surface points.
+        raw_field: (B, Q + O) raw network output D at `query_xyz` (positive outside; = −decode).
+        target_sdf: (B, Q) usual-sign truncated SDF of the supervision points (on-surface targets are 0).
+        surface_normals: (B, O, 3) outward unit normals at the on-surface points.
+        posterior: the encoder's `DiagonalGaussian` (needed when the KL term is on).
+        config: term switches and weights; None = the paper's defaults.
+        create_graph: keep the graph of ∇D (True for training, False for evaluation).
+    Returns:
+        {"sdf" or "occupancy", "normal", "eikonal", "kl" (those switched on), "loss"}.
+    """
+    config = config or VAELossConfig()
+    num_supervision, num_surface = target_sdf.shape[1], surface_normals.shape[1]
+    if raw_field.shape[1] != num_supervision + num_surface:
+        raise ValueError(f"raw_field has {raw_field.shape[1]} values per shape; expected "
+                         f"{num_supervision} supervision + {num_surface} on-surface points")
+    target = torch.cat([target_sdf, target_sdf.new_zeros(target_sdf.shape[0], num_surface)], dim=1)  # (B, Q + O)
+    raw_field = raw_field.float()
+    terms: dict[str, torch.Tensor] = {}
+    if config.field == "sdf":
+        error = raw_field - target
+        terms["sdf"] = (error.abs() + error.pow(2)).mean()  # eq. 17
+    else:
+        # On-surface points are ambiguous for occupancy; supervise the supervision points only.
+        inside = (target_sdf < 0).float()
+        terms["occupancy"] = F.binary_cross_entropy_with_logits(-raw_field[:, :num_supervision], inside)
+    weighted = terms[config.field]
+
+    if config.needs_input_gradients:
+        gradient = field_gradient(raw_field, query_xyz, create_graph).float()  # (B, Q + O, 3)
+        if config.use_normal_loss:
+            cosine = F.cosine_similarity(gradient[:, num_supervision:], surface_normals.float(), dim=-1, eps=1e-8)
+            terms["normal"] = (1.0 - cosine).mean()  # eq. 18
+            weighted = weighted + config.lambda_sn * terms["normal"]
+        if config.use_eikonal_loss:
+            residual = (gradient.norm(dim=-1) - 1.0).pow(2)  # eq. 19
+            if config.eikonal_band is not None:
+                band = (target.abs() < config.eikonal_band).float()
+                terms["eikonal"] = (residual * band).sum() / band.sum().clamp_min(1.0)
+            else:
+                terms["eikonal"] = residual.mean()
+            weighted = weighted + config.lambda_eik * terms["eikonal"]
+    if config.use_kl_loss:
+        if posterior is None:
+            raise ValueError("the KL term needs the posterior; pass posterior= or set loss.use_kl_loss=false")
+        terms["kl"] = posterior.kl().mean()
+        weighted = weighted + config.lambda_kl * terms["kl"]
+    terms["loss"] = weighted
+    return terms
