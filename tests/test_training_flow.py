@@ -1,0 +1,153 @@
+"""Flow training CLI: logs, checkpoints, samples, the exported pipeline, resume, and the MoE upcycling stage."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.data.build import BuildConfig, run_build
+from training.data.fields import FieldConfig
+from training.engine.checkpoint import list_checkpoints
+from training.train_flow import main
+from triposg.models import TripoSGDiTModel
+from triposg.pipelines import TripoSGPipeline
+from triposg.pipelines.random_init import make_random_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "training" / "configs" / "flow-tiny.yaml"
+TINY_FIELDS = FieldConfig(num_surface=256, num_near=64, num_volume=64, num_on_surface=64, udf_resolution=32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("flow-corpus")
+    summary = run_build(BuildConfig(out=out, num=3, workers=1, num_views=1, render_resolution=64,
+                                    mesh_resolution=32, fields=TINY_FIELDS, split_fractions=(1.0, 0.0, 0.0)))
+    assert summary["built"] == 3, summary
+    return out
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    make_random_pipeline(latent_channels=8).vae.save_pretrained(folder)  # sphere prior: always a surface
+    return folder
+
+
+def tiny_args(corpus: Path, vae: Path, output_dir: Path, *extra: str) -> list[str]:
+    settings = [
+        f"train.output_dir={output_dir}", f"data.corpus={corpus}", f"model.vae={vae}",
+        "train.max_steps=6", "train.batch_size=2", "train.log_every=2", "train.checkpoint_every=3",
+        "train.sample_every=6", "train.progress_bar=false", "train.tensorboard=false", "train.warmup_steps=0",
+        "model.args.width=32", "model.args.num_layers=3", "model.args.num_attention_heads=2",
+        "model.condition.dinov2_args.hidden_size=32", "model.condition.dinov2_args.num_hidden_layers=1",
+        "model.condition.dinov2_args.intermediate_size=64", "model.condition.dinov2_args.num_attention_heads=2",
+        "model.condition.dinov2_args.image_size=56", "data.image_size=56", "data.num_surface=128",
+        "data.token_counts=[16, 32]", "sample.num_inference_steps=2", "sample.octree_resolution=32",
+        "sample.image_size=64", "export.num_inference_steps=2", "export.octree_resolution=32",
+        *extra,
+    ]
+    return ["--config", str(TINY_CONFIG), *[arg for s in settings for arg in ("--set", s)]]
+
+
+def read_log(run: Path) -> list[dict[str, str]]:
+    with open(run / "logs" / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def dense_run(corpus, vae_folder, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("flow-run")
+    main(tiny_args(corpus, vae_folder, run))
+    return run
+
+
+def test_run_logs_every_term_checkpoints_and_samples(dense_run):
+    rows = read_log(dense_run)
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    for column in ("loss", "flow", "lr", "grad_norm", "samples_per_second"):
+        assert column in rows[0], rows[0].keys()
+        assert all(float(r[column]) == float(r[column]) for r in rows)  # no NaN
+    assert "moe_aux" not in rows[0]  # dense model: no balance loss
+    assert [p.name for p in list_checkpoints(dense_run / "checkpoints")] == ["checkpoint-00000003",
+                                                                            "checkpoint-00000006"]
+    assert (dense_run / "samples" / "step-00000006.png").is_file()
+    assert (dense_run / "config.yaml").is_file()
+
+
+def test_exported_pipeline_loads_and_generates(dense_run, corpus):
+    folder = dense_run / "pipeline"
+    for part in ("vae", "transformer", "scheduler", "image_encoder_dinov2", "feature_extractor_dinov2",
+                 "generation_config.json"):
+        assert (folder / part).exists(), part
+    pipe = TripoSGPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    image = next(corpus.rglob("eval_rgb.png"))
+    output = pipe(str(image), num_inference_steps=2, num_tokens=32, octree_resolution=32, preprocess=False, seed=0)
+    assert output.meshes[0] is not None and len(output.meshes[0].faces) > 0
+
+
+def test_cli_generates_from_the_exported_pipeline(dense_run, corpus, tmp_path):
+    from triposg.cli import main as cli_main
+
+    image = next(corpus.rglob("eval_rgb.png"))
+    code = cli_main(["generate", str(image), "-o", str(tmp_path), "--model", str(dense_run / "pipeline"),
+                     "--device", "cpu"])
+    assert code == 0
+    assert (tmp_path / f"{image.stem}.glb").is_file()
+
+
+def test_resume_from_latest_continues_the_step_count(dense_run, corpus, vae_folder):
+    main(tiny_args(corpus, vae_folder, dense_run, "train.max_steps=8", "train.sample_every=0") + ["--resume", "latest"])
+    assert [int(r["step"]) for r in read_log(dense_run)] == [2, 4, 6, 8]
+    assert list_checkpoints(dense_run / "checkpoints")[-1].name == "checkpoint-00000008"
+
+
+def test_moe_upcycling_stage_logs_balance_loss_and_expert_load(dense_run, corpus, vae_folder, tmp_path):
+    run = tmp_path / "moe"
+    main(tiny_args(corpus, vae_folder, run, f"model.upcycle_from={dense_run / 'pipeline'}",
+                   "model.upcycle_subfolder=transformer", "model.num_experts=4", "model.moe_layers=[2]",
+                   f"model.condition.from_pipeline={dense_run / 'pipeline'}",  # frozen encoder path
+                   "train.max_steps=2", "train.sample_every=0", "flow.aux_loss_weight=0.05"))
+    rows = read_log(run)
+    assert "moe_aux" in rows[-1] and float(rows[-1]["moe_aux"]) > 0
+    assert 0 < float(rows[-1]["expert_load_min"]) <= float(rows[-1]["expert_load_max"]) <= 1
+    transformer = TripoSGDiTModel.from_pretrained(run / "pipeline", subfolder="transformer")
+    assert transformer.config.use_moe and transformer.config.num_experts == 4
+    checkpoint_state = torch.load(list_checkpoints(run / "checkpoints")[-1] / "model" / "model.pt", weights_only=True)
+    assert not any(k.startswith("condition_encoder.") for k in checkpoint_state)  # frozen: not trained, not saved
+
+
+@pytest.mark.parametrize("objective, scheduler_class", [("ddpm", "TripoSGDDPMScheduler"),
+                                                        ("edm", "TripoSGEDMScheduler")])
+def test_ablation_objectives_export_their_scheduler(corpus, vae_folder, tmp_path, objective, scheduler_class):
+    run = tmp_path / objective
+    main(tiny_args(corpus, vae_folder, run, f"flow.objective={objective}", "train.max_steps=2",
+                   "train.sample_every=0"))
+    assert float(read_log(run)[-1]["flow"]) > 0
+    pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
+    assert type(pipe.scheduler).__name__ == scheduler_class
+
+
+def test_unknown_config_key_names_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="valid keys"):
+        main(["--config", str(TINY_CONFIG), "--set", "flow.objectve=ddpm"])
+
+
+def test_missing_vae_folder_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.vae"):
+        main(tiny_args(corpus, tmp_path / "no-vae", tmp_path / "run"))
+
+
+def test_from_scratch_clip_branch_is_trained_and_exported(corpus, vae_folder, tmp_path):
+    run = tmp_path / "clip"
+    clip = "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, " \
+           "image_size: 56, patch_size: 14, projection_dim: 24}"
+    main(tiny_args(corpus, vae_folder, run, f"model.condition.clip_args={clip}", "train.max_steps=2",
+                   "train.sample_every=0"))
+    pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
+    assert pipe.transformer.config.use_cross_attention_2 and pipe.image_encoder_clip is not None
+    assert (run / "pipeline" / "feature_extractor_clip").is_dir()
