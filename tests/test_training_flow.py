@@ -151,3 +151,21 @@ def test_from_scratch_clip_branch_is_trained_and_exported(corpus, vae_folder, tm
     pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
     assert pipe.transformer.config.use_cross_attention_2 and pipe.image_encoder_clip is not None
     assert (run / "pipeline" / "feature_extractor_clip").is_dir()
+
+
+def test_latent_cache_is_filled_once_and_then_read(corpus, vae_folder, tmp_path):
+    from training.latents import LatentStore, vae_fingerprint
+    from triposg.models import TripoSGVAEModel
+
+    cache = tmp_path / "latents"
+    main(tiny_args(corpus, vae_folder, tmp_path / "run", f"data.latent_cache={cache}", "train.sample_every=100"))
+    key = vae_fingerprint(TripoSGVAEModel.from_pretrained(vae_folder))
+    cached = {m: set(LatentStore(cache, key, m).object_ids()) for m in (16, 32)}
+    assert set().union(*cached.values()) and all(ids <= {p.name for p in (corpus / "objects").iterdir()}
+                                                 for ids in cached.values())
+    files = sorted(cache.rglob("*.safetensors"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    main(tiny_args(corpus, vae_folder, tmp_path / "run2", f"data.latent_cache={cache}", "train.sample_every=100",
+                   "train.max_steps=2"))
+    seen_again = [f for f in files if f.exists()]
+    assert [f.stat().st_mtime_ns for f in seen_again] == stamps  # read, not re-encoded

@@ -42,7 +42,7 @@ from .engine.checkpoint import PythonRandomState
 from .engine.config import TrainConfig, load_config, save_config
 from .engine.loop import Trainer
 from .flow_objectives import DEFAULT_AUX_LOSS_WEIGHT, FlowObjective, expert_load_summary, flow_loss, make_objective
-from .latents import encode_latents
+from .latents import LatentStore, encode_latents, vae_fingerprint
 
 
 @dataclass
@@ -103,6 +103,9 @@ class FlowDataConfig:
     rotation_prob: float = 0.2  # augmentation: rotate the view with this probability (paper §5.1)
     max_rotation_deg: float = 10.0  # ... uniformly within ± this angle
     include_flagged: bool = False  # also train on objects the quality filters flagged
+    # Folder of cached VAE posteriors (one file per object and token count, keyed by the VAE's weights);
+    # filled lazily on first sight of an object, then read instead of encoding. None encodes every batch.
+    latent_cache: str | None = None
 
 
 @dataclass
@@ -241,16 +244,41 @@ def build_objective(config: FlowConfig) -> FlowObjective:
     return make_objective(config.objective)
 
 
+class CachedLatents:
+    """Latents from a `LatentStore` per token count, encoding (and storing) objects not cached yet."""
+
+    def __init__(self, vae: TripoSGVAEModel, folder: str | Path, sample_posterior: bool):
+        self.vae, self.folder, self.sample_posterior = vae, folder, sample_posterior
+        self.vae_key = vae_fingerprint(vae)  # hashes every weight: once, not per batch
+        self.stores: dict[int, LatentStore] = {}
+
+    @torch.no_grad()
+    def __call__(self, object_ids: list[str], surface: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        store = self.stores.setdefault(num_tokens, LatentStore(self.folder, self.vae_key, num_tokens))
+        missing = [i for i, object_id in enumerate(object_ids) if object_id not in store]
+        if missing:
+            posterior = self.vae.encode(surface[missing], num_tokens=num_tokens).latent_dist
+            for row, index in enumerate(missing):
+                store.save(object_ids[index], posterior.mean[row], posterior.std[row])
+        return store.load_latents(object_ids, sample_posterior=self.sample_posterior, device=surface.device)
+
+
 def make_loss_fn(
-    vae: TripoSGVAEModel, encoder: ConditionEncoder, objective: FlowObjective, config: FlowConfig
+    vae: TripoSGVAEModel, encoder: ConditionEncoder, objective: FlowObjective, config: FlowConfig,
+    latent_cache: str | None = None,
 ) -> Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
-    """`compute_loss(model, batch)`: encode latents (no grad), contexts (frozen encoder: no grad), flow loss."""
+    """`compute_loss(model, batch)`: latents (cached or encoded, no grad), contexts (frozen encoder: no grad),
+    flow loss."""
+    cached = CachedLatents(vae, latent_cache, config.sample_posterior) if latent_cache else None
 
     def compute_loss(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         surface = batch["surface"]  # (B, N, 6) xyz + normals
         if vae.device != surface.device:
             vae.to(surface.device)
-        latents = encode_latents(vae, surface, batch["num_tokens"], sample_posterior=config.sample_posterior)
+        if cached is not None:
+            latents = cached(batch["object_id"], surface, batch["num_tokens"])
+        else:
+            latents = encode_latents(vae, surface, batch["num_tokens"], sample_posterior=config.sample_posterior)
         cond = cond_2 = None
         if not encoder.trainable:
             if encoder.dinov2.device != surface.device:
@@ -348,7 +376,7 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(
-        config.train, model, dataset, make_loss_fn(vae, encoder, objective, config.flow), collate_fn=collate,
+        config.train, model, dataset, make_loss_fn(vae, encoder, objective, config.flow, config.data.latent_cache), collate_fn=collate,
         sample_fn=make_sample_fn(vae, encoder, objective, validation_image(data),
                                  config.sample.num_tokens or largest, config.sample),
         stateful={"token_count_rng": PythonRandomState(collate.rng)},
