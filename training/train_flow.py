@@ -19,7 +19,6 @@ folder (`TripoSGPipeline.from_pretrained`, `python -m triposg generate --model <
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import warnings
@@ -39,7 +38,7 @@ from triposg.pipelines import TripoSGPipeline
 from .conditioning import ConditionEncoder, drop_conditions
 from .data.datasets import ImageViewDataset, collate_views
 from .engine.checkpoint import PythonRandomState
-from .engine.config import TrainConfig, load_config, save_config
+from .engine.config import TrainConfig, load_config, parse_training_args, save_config
 from .engine.loop import Trainer
 from .flow_objectives import DEFAULT_AUX_LOSS_WEIGHT, FlowObjective, expert_load_summary, flow_loss, make_objective
 from .latents import LatentStore, encode_latents, vae_fingerprint
@@ -397,17 +396,8 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     return trainer
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train the TripoSG flow transformer.")
-    parser.add_argument("--config", required=True, help="YAML config, e.g. training/configs/flow-tiny.yaml")
-    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_training_args("Train the TripoSG flow transformer.", "training/configs/flow-tiny.yaml", argv)
     config = load_config(args.config, args.overrides, config_class=FlowTrainingConfig)
     train_flow(config, resume=args.resume)
 

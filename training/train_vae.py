@@ -13,7 +13,6 @@ and, at the end, `vae/`, the exported `TripoSGVAEModel` (`from_pretrained`-loada
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from triposg.models import TripoSGVAEModel
 
 from .data.datasets import FieldDataset, MultiResolutionCollate
 from .engine.checkpoint import PythonRandomState
-from .engine.config import TrainConfig, load_config, save_config
+from .engine.config import TrainConfig, load_config, parse_training_args, save_config
 from .engine.loop import Trainer
 from .losses import VAELossConfig, input_gradient_context, vae_loss
 
@@ -178,17 +177,8 @@ def train_vae(config: VAETrainingConfig, resume: str | None = None) -> Trainer:
     return trainer
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train the TripoSG SDF VAE.")
-    parser.add_argument("--config", required=True, help="YAML config, e.g. training/configs/vae-tiny.yaml")
-    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_training_args("Train the TripoSG SDF VAE.", "training/configs/vae-tiny.yaml", argv)
     config = load_config(args.config, args.overrides, config_class=VAETrainingConfig)
     train_vae(config, resume=args.resume)
 

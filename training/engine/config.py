@@ -145,3 +145,15 @@ def save_config(config: Any, path: str | Path) -> Path:
 
 
 __all__ = ["TrainConfig", "apply_override", "from_dict", "load_config", "save_config", "to_dict"]
+
+
+def parse_training_args(description: str, example_config: str, argv: list[str] | None = None):
+    """The command line every trainer shares: `--config`, `--resume`, repeatable `--set KEY=VALUE`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help=f"YAML config, e.g. {example_config}")
+    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
+    return parser.parse_args(argv)
