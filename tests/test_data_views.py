@@ -128,3 +128,13 @@ def test_rgb_alpha_matches_the_render_mask(rendered_object):
         normal = np.asarray(image)
     assert (normal[0, 0] == 255).all()  # white background; silhouette pixels just outside the mask are blended
     assert (normal[~mask] == 255).all(axis=-1).mean() > 0.9
+
+
+def test_training_views_skip_msaa_but_the_evaluation_view_keeps_it(rendered_object):
+    mesh, out_dir, cameras, _ = rendered_object  # written with the default msaa=0
+    (view_msaa0,) = render(mesh, cameras[0], resolution=RES, msaa=0)
+    (eval_msaa4,) = render(mesh, EVALUATION_CAMERA, resolution=RES, msaa=4)
+    with Image.open(out_dir / "view_00_normal.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), view_msaa0.normal)
+    with Image.open(out_dir / "eval_normal.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), eval_msaa4.normal)

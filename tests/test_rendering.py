@@ -156,3 +156,24 @@ def test_crease_split_keeps_box_edges_sharp_and_spheres_smooth():
     corners = crease_corner_normals(sphere, 30.0)
     radial = sphere.vertices[sphere.faces] / np.linalg.norm(sphere.vertices[sphere.faces], axis=-1, keepdims=True)
     assert (np.einsum("fkc,fkc->fk", corners, radial) > 0.999).all()  # smooth: close to the true normal
+
+
+def _edge_blend_share(normal_map: np.ndarray, mask: np.ndarray) -> float:
+    """Share of background pixels next to the silhouette that hold a blended (not pure white) colour."""
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(mask, iterations=1) & ~mask
+    return float((normal_map[ring] != 255).any(axis=-1).mean())
+
+
+def test_msaa_blends_silhouette_edges_and_zero_samples_do_not(sphere):
+    (smooth,) = render(sphere, EVALUATION_CAMERA, resolution=RES)  # default: 4 samples
+    (hard,) = render(sphere, EVALUATION_CAMERA, resolution=RES, msaa=0)
+    assert _edge_blend_share(smooth.normal, smooth.mask) > 0.25
+    assert _edge_blend_share(hard.normal, hard.mask) < 0.05
+    # Same geometry either way: masks agree except along the edge, interior normals agree.
+    assert (smooth.mask != hard.mask).mean() < 0.01
+    (again,) = render(sphere, EVALUATION_CAMERA, resolution=RES)  # the cached 4x renderer kept its samples
+    np.testing.assert_array_equal(again.normal, smooth.normal)
+    with pytest.raises(ValueError, match="msaa"):
+        render(sphere, EVALUATION_CAMERA, msaa=3)

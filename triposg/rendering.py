@@ -292,7 +292,12 @@ renderer.delete()
 _backend_lock = threading.Lock()
 _backend_name: str | None = None
 _gl_executor: ThreadPoolExecutor | None = None
-_renderers: dict[int, object] = {}  # resolution -> pyrender.OffscreenRenderer, touched on the GL thread only
+_renderers: dict[tuple[int, int], object] = {}  # (resolution, msaa) -> OffscreenRenderer; GL thread only
+# pyrender hard-codes 4x multisampling when it allocates a renderer's framebuffer (on its first render).
+# `_multisample_storage` replaces the GL call it uses and reads the sample count set here just before each
+# render, so every cached renderer keeps the count it was created with. Touched on the GL thread only.
+_msaa_samples = 4
+MSAA_CHOICES = (0, 2, 4, 8)
 
 
 def _probe_backend(env_overrides: dict[str, str]) -> str | None:
@@ -359,9 +364,20 @@ def _run_on_gl_thread(function, *args):
     return _gl_executor.submit(function, *args).result()
 
 
-def _get_renderer(pyrender, resolution: int):
-    """The cached offscreen renderer for this resolution (GL thread only)."""
-    renderer = _renderers.get(resolution)
+def _multisample_storage(target, samples, internal_format, width, height):
+    from OpenGL.GL import glRenderbufferStorageMultisample
+
+    glRenderbufferStorageMultisample(target, _msaa_samples, internal_format, width, height)
+
+
+def _get_renderer(pyrender, resolution: int, msaa: int = 4):
+    """The cached offscreen renderer for this resolution and sample count (GL thread only)."""
+    global _msaa_samples
+    import pyrender.renderer
+
+    pyrender.renderer.glRenderbufferStorageMultisample = _multisample_storage
+    _msaa_samples = msaa
+    renderer = _renderers.get((resolution, msaa))
     if renderer is None:
         try:
             renderer = pyrender.OffscreenRenderer(resolution, resolution)
@@ -370,7 +386,7 @@ def _get_renderer(pyrender, resolution: int):
                 f"could not create an OpenGL context with backend {_backend_name!r}: "
                 f"{type(error).__name__}: {error}. {_INSTALL_HINT}"
             ) from error
-        _renderers[resolution] = renderer
+        _renderers[(resolution, msaa)] = renderer
     return renderer
 
 
@@ -564,10 +580,11 @@ def _render_views(
     normal_space: str,
     color: tuple[int, int, int] | None,
     smooth: bool,
+    msaa: int,
 ) -> list[RenderResult]:
     """All passes for all cameras; runs on the GL thread."""
     pyrender = _import_pyrender()
-    renderer = _get_renderer(pyrender, resolution)
+    renderer = _get_renderer(pyrender, resolution, msaa)
     flags = pyrender.RenderFlags
     if smooth:
         mesh = split_creases(mesh, CREASE_ANGLE_DEG)
@@ -628,6 +645,7 @@ def render(
     color: Sequence[int] | None = None,
     normal_background: Sequence[int] = (255, 255, 255),
     smooth: bool = True,
+    msaa: int = 4,
 ) -> list[RenderResult]:
     """Render `mesh` from each camera: lit colour, normal map, mask and depth, each (H, W, ...) square.
 
@@ -641,6 +659,8 @@ def render(
             or neutral grey if it has none.
         normal_background: colour of empty pixels in the normal map (white encodes no unit normal).
         smooth: smooth shading that keeps creases (True) or flat faces (False), in both passes.
+        msaa: multisamples per pixel (0, 2, 4 or 8). 4 (the default) gives anti-aliased edges; 0 renders
+            about 2x faster on a software GL (training views), with hard edges and binary edge normals.
 
     Returns:
         One `RenderResult` per camera, in order.
@@ -660,9 +680,11 @@ def render(
     background = _check_color(background, "background")
     normal_background = _check_color(normal_background, "normal_background")
     color = None if color is None else _check_color(color, "color")
+    if msaa not in MSAA_CHOICES:
+        raise ValueError(f"msaa must be one of {MSAA_CHOICES}, got {msaa!r}")
     return _run_on_gl_thread(
         _render_views, mesh, camera_list, int(resolution), background, normal_background, normal_space, color,
-        smooth,
+        smooth, int(msaa),
     )
 
 

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--views", type=int, default=8, help="random views per object (plus the evaluation view)")
     build.add_argument("--resolution", type=int, default=256, help="render size in pixels")
+    build.add_argument("--msaa", type=int, default=0, choices=(0, 2, 4, 8),
+                       help="multisamples for the training views (the evaluation view always uses 4)")
     build.add_argument("--udf-resolution", type=int, default=FieldConfig.udf_resolution,
                        help="grid for watertight conversion of meshes (paper: 512)")
     build.add_argument("--scorer", type=Path, default=None, help="a fitted quality scorer (stage I)")
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = BuildConfig(
         out=args.out, source=args.source, num=args.num, input_dir=args.input, seed=args.seed,
-        workers=args.workers, num_views=args.views, render_resolution=args.resolution,
+        workers=args.workers, num_views=args.views, render_resolution=args.resolution, render_msaa=args.msaa,
         scorer_path=args.scorer, retry_failed=args.retry_failed,
         fields=FieldConfig(udf_resolution=args.udf_resolution),
     )

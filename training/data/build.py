@@ -47,6 +47,7 @@ class BuildConfig:
     workers: int = 2
     num_views: int = 8  # paper §5.1: 8 random views per object
     render_resolution: int = 256
+    render_msaa: int = 0  # training views without anti-aliasing: ~2x faster on llvmpipe (eval view keeps 4x)
     # Renders use a reduced copy: software GL cost grows with faces; below ~50k, thin walls (mug rims) streak.
     render_faces: int | None = 50_000
     mesh_resolution: int = 128  # marching-cubes grid for procedural shapes (analytic SDF)
@@ -141,7 +142,7 @@ def build_object(job: Job, config: BuildConfig) -> dict[str, Any]:
         views_dir = folder / "views"
         cameras = sample_view_cameras(rng, config.num_views)
         render_mesh = simplify(mesh, config.render_faces) if config.render_faces else mesh
-        render_object_views(render_mesh, views_dir, cameras, config.render_resolution)
+        render_object_views(render_mesh, views_dir, cameras, config.render_resolution, config.render_msaa)
         eval_mask = read_view_mask(views_dir / "eval_rgb.png")
         report = run_filters(mesh, eval_mask, config.filters)
         record.update(flags=report.as_dict(), flagged=report.flagged)
