@@ -4,6 +4,7 @@
         [--split test] [--steps N --guidance G --seed S --num-tokens M --octree-resolution R]
         [--inception-weights FILE] [--limit N] [--cache-dir DIR | --no-cache]
     python -m evaluation recon PRED TARGET [--threshold 0.02 --num-points N --seed S]
+    python -m evaluation vae-recon --vae PIPELINE_OR_VAE_DIR --corpus DIR [--split test --num-tokens M]
     python -m evaluation arena --methods NAME=DIR NAME=DIR ... --images DIR --judge openai|anthropic|offline
         [--base-url URL --model M] --out DIR
     python -m evaluation elo VOTES.csv [--mode tournament|new_method --anchor NAME --out ratings.csv]
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_normal_fid_parser(commands)
     add_recon_parser(commands)
+    add_vae_recon_parser(commands)
     add_arena_parser(commands)
     add_elo_parser(commands)
     return parser
@@ -208,6 +210,60 @@ def _recon_row(name: str, pred_path: Path, target_path: Path, args: argparse.Nam
     metrics = reconstruction_metrics(pred, target, num_points=args.num_points, threshold=args.threshold,
                                      seed=args.seed)
     return {"name": name, **{key: metrics[key] for key in RECON_TABLE_COLUMNS}}
+
+
+# ----------------------------------------------------------------------------------------------
+# vae-recon
+# ----------------------------------------------------------------------------------------------
+
+
+def add_vae_recon_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "vae-recon", help="VAE reconstruction metrics on a corpus split (paper Table 3)",
+        description="Encode each object's surface points, decode and mesh the SDF, and compare with the object's "
+                    "on-surface points (protocol in evaluation.vae_recon; F-score@0.02 in the [-1, 1] frame).",
+    )
+    parser.add_argument("--vae", type=Path, default=None,
+                        help="a VAE folder or a pipeline folder with a vae/ subfolder (default: the embedded model)")
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder built by python -m training.data")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--num-tokens", type=int, default=256, help="latent tokens M")
+    parser.add_argument("--num-surface", type=int, default=4096, help="encoder input points per object")
+    parser.add_argument("--resolution", type=int, default=128, help="extraction grid cells per side")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N objects")
+    parser.add_argument("--csv", type=Path, default=None, help="write the per-object table here")
+    parser.set_defaults(run=run_vae_recon_command)
+    return parser
+
+
+def load_vae(path: Path | None):
+    """A `TripoSGVAEModel` from a VAE folder, a pipeline folder (its vae/), or None = the embedded model."""
+    from triposg.loading import default_model_path
+    from triposg.models import TripoSGVAEModel
+
+    folder = default_model_path() if path is None else Path(path)
+    if (folder / "model_index.json").is_file():
+        return TripoSGVAEModel.from_pretrained(folder, subfolder="vae")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is neither a VAE folder (config.json) nor a pipeline folder "
+                                "(model_index.json)")
+    return TripoSGVAEModel.from_pretrained(folder)
+
+
+def run_vae_recon_command(args: argparse.Namespace) -> int:
+    from .vae_recon import run_vae_reconstruction, summarize_reconstruction
+
+    table = run_vae_reconstruction(load_vae(args.vae), args.corpus, args.split, num_tokens=args.num_tokens,
+                                   num_surface=args.num_surface, resolution=args.resolution, limit=args.limit)
+    if args.csv is not None:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+    print(table.groupby("family")[["chamfer", "f_score", "normal_consistency"]].mean().to_string(
+        float_format=lambda value: f"{value:.4f}"))
+    summary = summarize_reconstruction(table)
+    print(", ".join(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in summary.items()))
+    return 0
 
 
 def match_surface_files(pred: Path, target: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
