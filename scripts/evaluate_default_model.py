@@ -1,0 +1,155 @@
+"""Measure a pipeline the way the default model's card reports it, and write the tables and figures.
+
+    python scripts/evaluate_default_model.py --model runs/default-flow/pipeline --corpus data/procedural \
+        --out runs/default-eval [--per-family 4] [--vae-limit 200]
+
+On the held-out test split (never trained on; quality-flagged objects excluded):
+
+1. VAE reconstruction (`evaluation.vae_recon`): Chamfer, F-score@0.02 and normal consistency in the
+   [-1, 1] frame, at the model's token count and at twice it → `vae_recon_<M>.csv`.
+2. Image-to-3D with the Normal-FID protocol (`evaluation.normal_fid`) on a family-balanced subset
+   (`--per-family` objects of each family): the model, the same model with the image condition zeroed
+   (`evaluation.baselines.unconditional_variant`) and a fixed mean shape of the training split
+   (`evaluation.baselines.mean_occupancy_shape`). Chamfer / F-score@0.05 / normal consistency against
+   the ground-truth surface in the 1.8 frame, and the Fréchet distance of normal maps in the feature
+   space of the model's own DINOv2 encoder (FD-DINOv2; the same encoder for every variant). FID with
+   Inception features is added when local Inception weights are configured (`TRIPOSG_INCEPTION_WEIGHTS`).
+   → `normal_fid/<variant>/...`, `image_to_3d.csv`.
+3. `samples.png`: input image, ground-truth normals and generated normals for one object per family.
+4. `results.md`: the tables in Markdown, ready for the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, unconditional_variant  # noqa: E402
+from evaluation.normal_fid import (  # noqa: E402
+    NormalFidConfig,
+    corpus_test_set,
+    dinov2_named_extractor,
+    model_identity,
+    pipeline_variant,
+    run_normal_fid,
+)
+from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction  # noqa: E402
+from triposg.loading import load_pipeline  # noqa: E402
+from triposg.rendering import make_image_grid  # noqa: E402
+
+
+def balanced_subset(test_set, per_family: int):
+    """Up to `per_family` objects of each family, in manifest order."""
+    taken: dict[str, int] = defaultdict(int)
+    objects = []
+    for test_object in test_set.objects:
+        family = test_object.metadata.get("family") or "mesh"
+        if taken[family] < per_family:
+            taken[family] += 1
+            objects.append(test_object)
+    return dataclasses.replace(test_set, objects=objects, name=f"{test_set.name}, {per_family} per family")
+
+
+def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, out: Path) -> list[dict]:
+    rows = []
+    for tokens in (num_tokens, 2 * num_tokens):
+        table = run_vae_reconstruction(pipe.vae, corpus, "test", num_tokens=tokens, limit=limit)
+        table.to_csv(out / f"vae_recon_{tokens}.csv", index=False)
+        rows.append({"tokens": tokens, **summarize_reconstruction(table)})
+        print(f"VAE reconstruction, M={tokens}: {rows[-1]}")
+    return rows
+
+
+def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
+    """Per family one row: input RGB | ground-truth normals | generated normals (the model)."""
+    seen, tiles = set(), []
+    model_dir = run_dirs["model"]
+    for test_object in test_set.objects:
+        family = test_object.metadata.get("family")
+        if family in seen:
+            continue
+        seen.add(family)
+        rgb = Image.open(test_object.rgb_path).convert("RGBA")
+        white = Image.new("RGB", rgb.size, (255, 255, 255))
+        white.paste(rgb, mask=rgb.getchannel("A"))
+        name = f"{test_object.object_id}.png"
+        tiles += [white, Image.open(model_dir / "normals" / "ground_truth" / name),
+                  Image.open(model_dir / "normals" / "generated" / name)]
+    make_image_grid(tiles, ncols=6).save(path)  # two objects per row
+
+
+def markdown(vae_rows: list[dict], table: pd.DataFrame) -> str:
+    lines = ["### VAE reconstruction (test split, [-1, 1] frame)", "",
+             "| tokens | objects | Chamfer ↓ | F-score@0.02 ↑ | normal consistency ↑ |", "|---|---|---|---|---|"]
+    for row in vae_rows:
+        lines.append(f"| {row['tokens']} | {row['objects']} | {row['chamfer']:.4f} | {row['f_score']:.3f} | "
+                     f"{row['normal_consistency']:.3f} |")
+    fd_columns = [column for column in table.columns if column.startswith("fd_")]
+    lines += ["", "### Image-to-3D (test split, 1.8 frame)", "",
+              "| variant | objects | failed | Chamfer ↓ | F-score@0.05 ↑ | normal consistency ↑ | "
+              + " | ".join(f"{c.removeprefix('fd_').replace('_', '-')} FD ↓" for c in fd_columns) + " | s/object |",
+              "|---" * (6 + len(fd_columns)) + "|---|"]
+    for variant, row in table.iterrows():
+        lines.append(f"| {variant} | {int(row['objects'])} | {int(row['failed'])} | {row['chamfer']:.4f} | "
+                     f"{row['f_score']:.3f} | {row['normal_consistency']:.3f} | "
+                     + " | ".join(f"{row[c]:.4g}" for c in fd_columns)
+                     + f" | {row['seconds_per_object']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="pipeline folder (default: the embedded model)")
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--per-family", type=int, default=4, help="test objects per family for image-to-3D")
+    parser.add_argument("--vae-limit", type=int, default=None, help="test objects for VAE reconstruction")
+    parser.add_argument("--skip-vae", action="store_true")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    pipe, defaults = load_pipeline(args.model, "cpu")
+    pipe.set_progress_bar_config(disable=True)
+    vae_rows = [] if args.skip_vae else vae_tables(pipe, args.corpus, defaults.num_tokens, args.vae_limit, args.out)
+
+    test_set = balanced_subset(corpus_test_set(args.corpus, "test"), args.per_family)
+    identity = model_identity(args.model)
+    mean_mesh = mean_occupancy_shape(args.corpus, split="train", resolution=64, limit=400)
+    mean_mesh.export(args.out / "mean_shape.ply")
+    variants = {
+        "model": pipeline_variant(pipe, defaults, identity, "model"),
+        "unconditional": unconditional_variant(pipe, defaults, identity),
+        "mean shape": mean_shape_variant(mean_mesh, {"corpus": str(args.corpus), "split": "train"}),
+    }
+    extractor = dinov2_named_extractor(pipe, "the evaluated model")
+    rows, run_dirs = {}, {}
+    for name, variant in variants.items():
+        run_dir = args.out / "normal_fid" / name.replace(" ", "_")
+        result = run_normal_fid(test_set, variant, run_dir, NormalFidConfig(), extractors=[extractor])
+        run_dirs[name] = run_dir
+        metrics = result.summary["metrics"]
+        per_object = result.per_object
+        rows[name] = {"objects": len(per_object), "failed": int((per_object["status"] != "ok").sum()),
+                      **{key: value for key, value in metrics.items() if value is not None},
+                      "seconds_per_object": float(per_object["generation_seconds"].mean())}
+        print(name, json.dumps(rows[name]))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.to_csv(args.out / "image_to_3d.csv", index_label="variant")
+    samples_figure(test_set, run_dirs, args.out / "samples.png")
+    (args.out / "results.md").write_text(markdown(vae_rows, table))
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
