@@ -169,3 +169,19 @@ def test_latent_cache_is_filled_once_and_then_read(corpus, vae_folder, tmp_path)
                    "train.max_steps=2"))
     seen_again = [f for f in files if f.exists()]
     assert [f.stat().st_mtime_ns for f in seen_again] == stamps  # read, not re-encoded
+
+
+def test_a_sample_without_surface_warns_and_training_goes_on(corpus, vae_folder, tmp_path):
+    # A fresh VAE's field often never crosses zero (no sphere prior): the sample step must not end the run.
+    no_surface_vae = tmp_path / "vae"
+    from triposg.models import TripoSGVAEModel
+
+    vae = TripoSGVAEModel(latent_channels=8, num_attention_heads=2, width_encoder=16, width_decoder=16,
+                          num_layers_encoder=1, num_layers_decoder=1)
+    with torch.no_grad():
+        vae.decoder.proj_out.bias.fill_(-10.0)  # decode = -raw ≈ +10 everywhere: the field never crosses zero
+    vae.save_pretrained(no_surface_vae)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no surface yet"):
+        main(tiny_args(corpus, no_surface_vae, run, "train.max_steps=2", "train.sample_every=1"))
+    assert (run / "pipeline" / "model_index.json").is_file()

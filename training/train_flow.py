@@ -310,6 +310,7 @@ def make_sample_fn(
     config: FlowSampleConfig,
 ) -> Callable:
     """Generate a mesh from the validation `image`; save `samples/step-<step>.glb` and a rendered PNG."""
+    from triposg.geometry import EmptySurfaceError
     from triposg.rendering import EVALUATION_CAMERA, RendererUnavailableError, render, save_image_grid
 
     def sample(model: FlowModel, step: int, samples_dir: Path) -> None:
@@ -317,13 +318,14 @@ def make_sample_fn(
         device = next(model.parameters()).device
         pipe = build_pipeline(model, vae, encoder, objective).to(device)
         pipe.set_progress_bar_config(disable=True)
-        output = pipe(image, num_inference_steps=config.num_inference_steps, guidance_scale=config.guidance_scale,
-                      num_tokens=num_tokens, octree_resolution=config.octree_resolution, preprocess=False,
-                      seed=0)
-        mesh = output.meshes[0]
-        if mesh is None:
+        try:
+            output = pipe(image, num_inference_steps=config.num_inference_steps,
+                          guidance_scale=config.guidance_scale, num_tokens=num_tokens,
+                          octree_resolution=config.octree_resolution, preprocess=False, seed=0)
+        except EmptySurfaceError:  # early in training the field may not cross zero yet: not a reason to stop
             warnings.warn(f"step {step}: the generated field has no surface yet; no sample mesh")
             return
+        mesh = output.meshes[0]
         mesh.export(samples_dir / f"step-{step:08d}.glb")
         try:
             views = render(mesh, EVALUATION_CAMERA, resolution=config.image_size)
