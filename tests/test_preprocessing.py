@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triposg.preprocessing import ImageError, load_image, preprocess_image
+from triposg.preprocessing import ImageError, load_image, preprocess_image, read_image_info
 
 
 def disc(size=120, center=(50, 70), radius=30):
@@ -117,6 +117,13 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
+def test_a_10000_pixel_square_is_refused_from_its_header_with_its_size(tmp_path):
+    (tmp_path / "scan.png").write_bytes(png_header_only(10_000, 10_000))
+    for read in (load_image, read_image_info):
+        with pytest.raises(ImageError, match="10000×10000 pixels.*resize it"):
+            read(tmp_path / "scan.png")
+
+
 def test_huge_images_are_rejected_and_large_ones_capped(tmp_path):
     (tmp_path / "huge.png").write_bytes(png_header_only(60000, 60000))
     with pytest.raises(ImageError, match="large|pixels"):
@@ -135,6 +142,32 @@ def test_odd_modes_become_rgb_or_rgba(mode):
     assert loaded.mode in ("RGB", "RGBA")
     result = preprocess_image(image)
     assert result.image.size[0] == result.image.size[1]
+
+
+def test_tiny_images_are_a_clear_error():
+    for size in ((1, 1), (3, 40)):
+        with pytest.raises(ImageError, match="too small"):
+            preprocess_image(Image.new("RGB", size, (200, 30, 30)))
+
+
+def test_fully_transparent_image_is_a_clear_error():
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[disc(64, (32, 32), 20)] = (200, 30, 30, 0)  # a leftover colour under alpha 0 is no object
+    with pytest.raises(ImageError, match="fully transparent"):
+        preprocess_image(Image.fromarray(rgba, "RGBA"))
+
+
+def test_image_info_reads_frames_and_stored_mode(tmp_path):
+    frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "spin.gif", save_all=True, append_images=frames[1:])
+    Image.new("CMYK", (48, 24), (0, 200, 0, 0)).save(tmp_path / "print.jpg")
+    gif, jpeg = read_image_info(tmp_path / "spin.gif"), read_image_info(tmp_path / "print.jpg")
+    assert (gif.format, gif.num_frames, gif.size) == ("GIF", 3, (32, 32))
+    assert (jpeg.format, jpeg.mode, jpeg.num_frames) == ("JPEG", "CMYK", 1)
+    assert load_image(tmp_path / "spin.gif").size == (32, 32)  # the first frame
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ImageError, match="not an image"):
+        read_image_info(tmp_path / "notes.txt")
 
 
 def test_arrays_are_accepted():

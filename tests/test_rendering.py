@@ -177,3 +177,17 @@ def test_msaa_blends_silhouette_edges_and_zero_samples_do_not(sphere):
     np.testing.assert_array_equal(again.normal, smooth.normal)
     with pytest.raises(ValueError, match="msaa"):
         render(sphere, EVALUATION_CAMERA, msaa=3)
+
+
+def test_a_prepared_mesh_renders_like_the_mesh_itself():
+    from triposg.rendering import prepare_mesh
+
+    box = trimesh.creation.box(extents=(1.0, 0.6, 0.8))
+    for smooth in (True, False):
+        prepared = prepare_mesh(box, smooth=smooth)
+        (direct,) = render(box, EVALUATION_CAMERA, resolution=RES, smooth=smooth)
+        (again,) = render(prepared, EVALUATION_CAMERA, resolution=RES, smooth=not smooth)  # its own setting wins
+        np.testing.assert_array_equal(again.normal, direct.normal)
+        np.testing.assert_array_equal(again.rgb, direct.rgb)
+    with pytest.raises(ValueError, match="empty"):
+        prepare_mesh(trimesh.Trimesh())

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from triposg.io import write_bytes_atomic
-from triposg.rendering import EVALUATION_CAMERA, Camera, render
+from triposg.rendering import EVALUATION_CAMERA, Camera, prepare_mesh, render
 
 if TYPE_CHECKING:
     import trimesh
@@ -184,6 +184,7 @@ def render_object_views(
         raise ValueError(f"at most 100 training views are supported (two-digit names), got {len(cameras)}")
     names = [f"view_{index:02d}" for index in range(len(cameras))] + [EVAL_VIEW_NAME]
     roles = ["view"] * len(cameras) + ["eval"]
+    mesh = prepare_mesh(mesh)  # the crease split once for both render calls
     if msaa == EVAL_VIEW_MSAA:
         results = render(mesh, cameras + [EVALUATION_CAMERA], resolution=resolution, msaa=msaa)
     else:

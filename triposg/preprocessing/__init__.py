@@ -28,9 +28,11 @@ from .background import (
     unmix_background,
 )
 from .crop import crop_and_pad, foreground_bbox, square_side
-from .image_io import ImageError, load_image
+from .image_io import ImageError, ImageFileInfo, load_image, read_image_info
 
 BACKGROUND_METHODS = ("auto", "alpha", "rembg", "uniform")
+# Below this many pixels on a side there is no object to see (the image encoder looks at 224 px crops).
+MIN_SIDE = 8
 
 
 @dataclass
@@ -68,14 +70,25 @@ def preprocess_image(
         rembg_model_path: local rembg ONNX model; default `$TRIPOSG_REMBG_MODEL` or `$U2NET_HOME/u2net.onnx`.
         output_size: resize the square to this many pixels; None keeps the crop's own resolution.
 
-    Raises `ImageError` for unreadable images, images with no foreground, a non-plain background with
-    no segmentation model, `background="alpha"` without an alpha channel, or `background="rembg"` (or an
+    Raises `ImageError` for unreadable images, images under `MIN_SIDE` pixels on a side, fully transparent
+    images, images with no foreground, a non-plain background with no segmentation model, `background="alpha"` without an alpha channel, or `background="rembg"` (or an
     explicit `rembg_model_path`) without rembg and a local model file.
     """
     if background not in BACKGROUND_METHODS:
         raise ValueError(f"background must be one of {BACKGROUND_METHODS}, got {background!r}")
     square_side(1, foreground_ratio)  # validates the ratio before any work
     loaded = load_image(image)
+    if min(loaded.size) < MIN_SIDE:
+        raise ImageError(
+            f"the image is {loaded.width}×{loaded.height} pixels, too small to show an object: give an image at "
+            f"least {MIN_SIDE} px on each side (a few hundred pixels works best)"
+        )
+    if background in ("auto", "alpha") and loaded.mode == "RGBA" and np.asarray(loaded.getchannel("A")).max() < 128:
+        # Colours under transparent pixels are leftovers, not an object: do not segment them.
+        raise ImageError(
+            "the image is fully transparent (no pixel is even half opaque), so there is no foreground object: "
+            "export it with the object opaque, or without an alpha channel"
+        )
     rgb = np.asarray(loaded.convert("RGB"))
     if background == "alpha" or (background == "auto" and has_usable_alpha(loaded)):
         alpha, method = alpha_mask(loaded), "alpha"
@@ -102,4 +115,14 @@ def preprocess_image(
     return PreprocessResult(out_image, out_mask, method, bbox, achieved_ratio)
 
 
-__all__ = ["BACKGROUND_METHODS", "REMBG_MODEL_ENV", "ImageError", "PreprocessResult", "load_image", "preprocess_image"]
+__all__ = [
+    "BACKGROUND_METHODS",
+    "MIN_SIDE",
+    "REMBG_MODEL_ENV",
+    "ImageError",
+    "ImageFileInfo",
+    "PreprocessResult",
+    "load_image",
+    "preprocess_image",
+    "read_image_info",
+]

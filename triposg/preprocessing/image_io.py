@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-MAX_PIXELS = 100_000_000  # above this an image is rejected before decoding (decompression bombs)
+# Above this an image is rejected from its header, before decoding (decompression bombs, huge scans): Pillow's
+# own bomb threshold, so every path (file, PIL image, array) gets the same limit and the same message.
+MAX_PIXELS = 89_478_485
 MAX_SIDE = 2000  # the release caps the long side at 2000 px before segmentation
 
 _SIXTEEN_BIT_MAX = 65535.0
@@ -109,30 +112,58 @@ def _check_pixel_count(width: int, height: int, name: str) -> None:
         )
 
 
-def _open_file(path: Path) -> PIL.Image.Image:
-    """Decode the first frame of an image file fully, or raise ImageError naming what is wrong."""
+@dataclass(frozen=True)
+class ImageFileInfo:
+    """What an image file's header says. `format`: e.g. "PNG"; `mode`: the stored PIL mode (e.g. "CMYK",
+    "P", "L"); `size`: (width, height); `num_frames`: more than 1 for animations (only the first is used)."""
+
+    format: str
+    mode: str
+    size: tuple[int, int]
+    num_frames: int
+
+
+def _open_file(path: Path, decode: bool = True) -> tuple[PIL.Image.Image | None, ImageFileInfo]:
+    """Read an image file's header and, when `decode`, its first frame fully; ImageError naming what is wrong."""
     if not path.is_file():
         raise ImageError(f"image file not found: {path}")
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
     try:
         with warnings.catch_warnings():
-            # PIL only warns between 89 and 179 megapixels; treat that as the error it is here.
-            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+            # Our own size check below gives the clearer message for Pillow's bomb warning range.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
             with PIL.Image.open(path) as opened:
                 # The header alone gives the size, so bombs are refused before any pixel is decoded.
                 _check_pixel_count(opened.width, opened.height, path.name)
+                info = ImageFileInfo(
+                    opened.format or "unknown", opened.mode, opened.size, getattr(opened, "n_frames", 1)
+                )
+                if not decode:
+                    return None, info
                 opened.load()
-                return opened.copy()
+                return opened.copy(), info
     except ImageError:
         raise
-    except (PIL.Image.DecompressionBombWarning, PIL.Image.DecompressionBombError) as error:
-        raise ImageError(f"{path.name} is too large to decode safely ({error}); resize it first") from error
+    except PIL.Image.DecompressionBombError as error:  # raised by Pillow above twice its threshold
+        raise ImageError(
+            f"{path.name} is too large to decode safely ({error}); resize it to at most {MAX_SIDE} px on the "
+            "long side first"
+        ) from error
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for corrupt or truncated data
         raise ImageError(
             f"cannot read {path.name} as an image ({error}); the file is corrupt, truncated or not an image. "
             "Re-export it as PNG or JPEG."
         ) from error
+
+
+def read_image_info(path: str | os.PathLike) -> ImageFileInfo:
+    """Format, stored mode, size and frame count of an image file, from its header only (no decoding).
+
+    Raises `ImageError` like `load_image` for missing, empty, unreadable or oversized files; a file that
+    passes may still be truncated further on, which only `load_image` finds.
+    """
+    return _open_file(Path(path), decode=False)[1]
 
 
 def load_image(
@@ -152,7 +183,7 @@ def load_image(
         image = source
         _check_pixel_count(image.width, image.height, "the image")
     elif isinstance(source, (str, os.PathLike)):
-        image = _open_file(Path(source))
+        image, _ = _open_file(Path(source))
     else:
         raise ImageError(f"expected an image path, PIL image or array, got {type(source).__name__}")
     _check_pixel_count(image.width, image.height, "the image")
