@@ -1,25 +1,225 @@
-"""The Gradio demo starts on a pipeline passed in and its `generate` API returns a mesh file."""
+"""The Gradio demo: handlers stream progress, previews and a mesh; bad images get clear messages; the
+`generate` API works over gradio_client and the server keeps serving after a bad request."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
 import numpy as np
 import pytest
 import trimesh
-from PIL import Image
+from PIL import Image, ImageDraw
 
+import app
+from triposg.geometry import read_glb_metadata
 from triposg.loading import GenerationDefaults
 from triposg.pipelines import make_random_pipeline
+
+FAST = {"seed": 5, "randomize_seed": False, "steps": 2, "guidance_scale": 3.0, "num_tokens": 16,
+        "octree_resolution": 32, "foreground_ratio": 0.9, "simplify": False, "target_faces": 1000,
+        "file_format": "glb"}
+REQUEST = SimpleNamespace(session_hash="handler-test")
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory):
+    sessions = app.SessionFolders(tmp_path_factory.mktemp("sessions"))
+    return app.GenerateHandlers(make_random_pipeline(seed=0), sessions)
+
+
+def generate(handlers, image_path, **settings):
+    """All the updates the handler streams, as a list of output tuples."""
+    return list(handlers.generate(str(image_path) if image_path else None, **{**FAST, **settings}, request=REQUEST))
+
+
+def object_on_plain_background(size=64, mode="RGB"):
+    image = Image.new("RGB", (size, size), (240, 240, 240))
+    ImageDraw.Draw(image).rectangle((size // 4, size // 5, 3 * size // 4, 4 * size // 5), fill=(20, 60, 180))
+    if mode == "P":  # an exact two-colour palette: the default web palette would dither the background
+        return image.convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+    return image.convert(mode)
+
+
+def box_with_alpha(path: Path) -> Path:
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[16:48, 20:44] = (20, 180, 90, 255)
+    Image.fromarray(rgba).save(path)
+    return path
+
+
+def test_generate_streams_progress_and_previews_then_a_mesh_with_its_settings(handlers, tmp_path):
+    updates = generate(handlers, box_with_alpha(tmp_path / "box.png"), steps=4)
+    statuses = [u[3] for u in updates if isinstance(u[3], str)]
+    assert any(re.search(r"step 1 of 4 · [\d.]+ s elapsed · about [\d.]+ s left", s) for s in statuses)
+    previews = [u[1] for u in updates[1:-1] if isinstance(u[1], str)]
+    assert previews and all(Path(p).suffix == ".glb" for p in previews)  # the viewer updates while sampling
+    download, viewer, processed, stats, seed, last_glb = updates[-1]
+    assert download == viewer == last_glb and seed == 5
+    assert len(trimesh.load(download, force="mesh").faces) > 0
+    assert read_glb_metadata(download)["seed"] == 5 and "sample" in read_glb_metadata(download)["timings"]
+    assert updates[0][2]["label"] == "Preprocessed · alpha"  # shown before sampling starts
+    assert processed.size[0] == processed.size[1]
+    for expected in ("vertices", "faces", "watertight", "preprocess", "sample", "extract", "background: alpha"):
+        assert expected in stats
+
+
+def test_download_formats_and_conversion_after_generation(handlers, tmp_path):
+    image = box_with_alpha(tmp_path / "box.png")
+    download, *_, last_glb = generate(handlers, image, file_format="stl", simplify=True, target_faces=200)[-1]
+    assert download.endswith(".stl") and last_glb.endswith(".glb")
+    assert len(trimesh.load(download, force="mesh").faces) <= 200
+    for file_format in ("obj", "ply", "stl"):
+        converted = handlers.convert(last_glb, file_format, REQUEST)
+        assert converted.endswith(f".{file_format}") and len(trimesh.load(converted, force="mesh").faces) > 0
+    assert handlers.convert(last_glb, "glb", REQUEST) == last_glb
+
+
+def test_randomize_seed_and_settings_are_checked():
+    seeds = {app.parse_settings(0, True, 2, 3.0, 16, 32, 0.9, False, 0).seed for _ in range(5)}
+    assert len(seeds) > 1
+    assert app.parse_settings(7, False, 2, 3.0, 16, 32, 0.9, True, 500).faces == 500
+    for bad, message in [({"steps": 0}, "inference steps"), ({"octree_resolution": 100}, "resolution"),
+                         ({"num_tokens": "many"}, "latent tokens must be a number"),
+                         ({"foreground_ratio": 1.5}, "foreground ratio")]:
+        values = {**FAST, **bad}
+        values.pop("file_format")
+        with pytest.raises(gr.Error, match=message):
+            app.parse_settings(*values.values())
+
+
+def write_corrupt(path):
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+
+def write_text(path):
+    path.write_text("these are notes, not pixels\n")
+
+
+def write_tiny(path):
+    Image.new("RGB", (1, 1), (255, 0, 0)).save(path)
+
+
+def write_huge(path):
+    image = Image.new("L", (10_000, 10_000), 255)
+    ImageDraw.Draw(image).rectangle((3000, 2000, 7000, 8000), fill=40)
+    image.save(path, compress_level=1)
+
+
+def write_transparent(path):
+    Image.new("RGBA", (64, 64), (200, 30, 30, 0)).save(path)
+
+
+@pytest.mark.parametrize("name, write, message", [
+    ("corrupt.png", write_corrupt, "corrupt"),
+    ("notes.png", write_text, "not an image"),
+    ("tiny.png", write_tiny, "1×1 pixels, too small"),
+    ("scan.png", write_huge, "10000×10000 pixels.*resize it"),
+    ("clear.png", write_transparent, "fully transparent"),
+])
+def test_unusable_images_get_a_clear_message(handlers, tmp_path, name, write, message):
+    write(tmp_path / name)
+    with pytest.raises(gr.Error, match=message):
+        generate(handlers, tmp_path / name)
+
+
+def test_no_image_asks_for_one(handlers):
+    with pytest.raises(gr.Error, match="Upload an image"):
+        generate(handlers, None)
+
+
+@pytest.mark.parametrize("mode, suffix", [("L", "png"), ("P", "png"), ("CMYK", "jpg")])
+def test_grayscale_palette_and_cmyk_images_are_converted(handlers, tmp_path, mode, suffix):
+    object_on_plain_background(mode=mode).save(tmp_path / f"object.{suffix}")
+    *_, stats, _, glb = generate(handlers, tmp_path / f"object.{suffix}")[-1]
+    assert f" {mode} · background: uniform-background" in stats
+    assert len(trimesh.load(glb, force="mesh").faces) > 0
+
+
+def test_animated_gif_uses_its_first_frame_with_a_warning(handlers, tmp_path):
+    frames = [object_on_plain_background(), Image.new("RGB", (64, 64), (240, 240, 240))]
+    frames[0].save(tmp_path / "spin.gif", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.warns(UserWarning, match="animated \\(2 frames\\); only the first frame"):
+        *_, stats, _, glb = generate(handlers, tmp_path / "spin.gif")[-1]
+    assert "GIF 64×64" in stats and Path(glb).is_file()
+
+
+def test_pipeline_failures_and_cancellation_become_clear_errors(handlers):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    kind, error = list(app.run_generation(broken, None, {}, 1, app.threading.Event()))[-1]
+    assert kind == "error"
+    with pytest.raises(gr.Error, match="Generation failed \\(RuntimeError: out of memory\\)"):
+        app.raise_as_gradio_error(error)
+    cancelled = app.threading.Event()
+    cancelled.set()
+    image = Image.new("RGB", (64, 64), "white")
+    settings = {"num_inference_steps": 3, "num_tokens": 16, "octree_resolution": 32}
+    kind, error = list(app.run_generation(app.pipeline_for_run(handlers.pipe), image, settings, 0, cancelled))[-1]
+    assert kind == "error" and isinstance(error, app.GenerationCancelled)
+
+
+def test_each_run_gets_its_own_scheduler_but_shares_the_weights(handlers):
+    run = app.pipeline_for_run(handlers.pipe)
+    assert run.scheduler is not handlers.pipe.scheduler
+    assert run.transformer is handlers.pipe.transformer and run.vae is handlers.pipe.vae
+
+
+def test_building_the_demo_writes_nothing_beside_app_py(handlers, tmp_path):
+    app.build_demo(handlers.pipe, GenerationDefaults(), tmp_path)
+    assert not Path(app.__file__).with_suffix(".pyi").exists()  # gradio stubs every Component subclass
+
+
+def test_zero_gpu_decorator_only_when_spaces_is_installed(monkeypatch):
+    def generate():
+        return "mesh"
+
+    assert app.on_gpu(generate) is generate  # `spaces` is not installed here
+    calls = []
+    fake_spaces = SimpleNamespace(GPU=lambda duration: lambda fn: calls.append(duration) or fn)
+    monkeypatch.setattr(app, "spaces", fake_spaces)
+    assert app.on_gpu(generate)() == "mesh" and calls == [app.GPU_DURATION_S]
+
+
+def test_session_folders_are_created_deleted_and_swept(tmp_path):
+    sessions = app.SessionFolders(tmp_path / "sessions")
+    alice, bob = SimpleNamespace(session_hash="alice"), SimpleNamespace(session_hash="bob")
+    sessions.create(alice)
+    sessions.create(bob)
+    (sessions.path(alice) / "mesh.glb").write_bytes(b"x")
+    sessions.delete(alice)
+    assert not sessions.path(alice).exists() and sessions.path(bob).is_dir()
+    sessions.sweep(max_age_s=-1)  # everything counts as stale
+    assert not sessions.path(bob).exists()
+
+
+def test_command_line_defaults_and_spaces_environment(monkeypatch):
+    args = app.parse_args([])
+    assert (args.host, args.port, args.share, args.max_concurrency, args.model) == ("127.0.0.1", 7860, False, 1, None)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    args = app.parse_args(["--max-concurrency", "3", "--model", "VAST-AI/TripoSG"])
+    assert (args.host, args.port, args.max_concurrency, args.model) == ("0.0.0.0", 7861, 3, "VAST-AI/TripoSG")
+
+
+def test_spaces_front_matter_pins_the_installed_gradio():
+    root = Path(app.__file__).parent
+    front_matter = root.joinpath("README.md").read_text().split("---")[1]
+    pinned = re.search(r"^gradio==(\S+)$", root.joinpath("requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert f"sdk_version: {pinned}" in front_matter and "app_file: app.py" in front_matter
+    assert "sdk: gradio" in front_matter and gr.__version__ == pinned
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from gradio_client import Client
 
-    import app
-
-    defaults = GenerationDefaults(num_inference_steps=3, guidance_scale=3.0, num_tokens=16, octree_resolution=32)
-    demo = app.build_demo(make_random_pipeline(seed=0), defaults)
-    demo.queue()
+    defaults = GenerationDefaults(num_inference_steps=2, guidance_scale=3.0, num_tokens=16, octree_resolution=32)
+    demo = app.build_demo(make_random_pipeline(seed=0), defaults, tmp_path_factory.mktemp("api-sessions"))
+    demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     yield Client(url, verbose=False)
     demo.close()
@@ -28,18 +228,43 @@ def client(tmp_path_factory):
 def test_generate_api_returns_a_mesh(client, tmp_path):
     from gradio_client import handle_file
 
-    rgba = np.zeros((64, 64, 4), np.uint8)
-    rgba[16:48, 20:44] = (20, 180, 90, 255)
-    Image.fromarray(rgba).save(tmp_path / "box.png")
-    processed, viewer, download, stats, seed = client.predict(
-        handle_file(str(tmp_path / "box.png")), 5, False, 3, 3.0, 16, 32, 0, "obj", api_name="/generate"
+    download, viewer, processed, stats, seed = client.predict(
+        handle_file(str(box_with_alpha(tmp_path / "box.png"))), seed=5, steps=2, num_tokens=16,
+        octree_resolution=32, file_format="obj", api_name="/generate",
     )
     mesh = trimesh.load(download, force="mesh")
-    assert len(mesh.faces) > 0 and download.endswith(".obj")
-    assert "faces" in stats and "background: alpha" in stats
+    assert len(mesh.faces) > 0 and download.endswith(".obj") and viewer.endswith(".glb")
+    assert "faces" in stats and "background: alpha" in stats and Path(processed).is_file()
     assert seed == 5
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert list(endpoints) == ["/generate"]  # session bookkeeping and format conversion stay private
 
 
-def test_generate_without_image_is_a_clear_error(client):
+def test_concurrent_api_requests_match_sequential_ones(client, tmp_path):
+    """Runs of different lengths at once must not disturb each other (each has its own scheduler state)."""
+    from gradio_client import handle_file
+
+    image = handle_file(str(box_with_alpha(tmp_path / "box.png")))
+    runs = [(1, 2), (2, 4)]  # (seed, steps)
+    alone = [client.predict(image, seed=seed, steps=steps, api_name="/generate") for seed, steps in runs]
+    jobs = [client.submit(image, seed=seed, steps=steps, api_name="/generate") for seed, steps in runs]
+    together = [job.result(timeout=60) for job in jobs]
+    for first, second in zip(alone, together):
+        first_mesh, second_mesh = (trimesh.load(result[0], force="mesh") for result in (first, second))
+        assert second[4] == first[4] and len(second_mesh.faces) == len(first_mesh.faces) > 0
+        np.testing.assert_allclose(second_mesh.vertices, first_mesh.vertices, atol=1e-5)
+
+
+def test_api_errors_are_clean_and_the_server_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+
+    write_corrupt(tmp_path / "corrupt.png")
+    write_text(tmp_path / "notes.txt")
+    with pytest.raises(Exception, match="cannot be used: cannot read corrupt.png"):
+        client.predict(handle_file(str(tmp_path / "corrupt.png")), api_name="/generate")
+    with pytest.raises(Exception, match="not an image"):
+        client.predict(handle_file(str(tmp_path / "notes.txt")), api_name="/generate")
     with pytest.raises(Exception, match="Upload an image"):
-        client.predict(None, 5, False, 3, 3.0, 16, 32, 0, "glb", api_name="/generate")
+        client.predict(None, api_name="/generate")
+    download, *_ = client.predict(handle_file(str(box_with_alpha(tmp_path / "box.png"))), api_name="/generate")
+    assert len(trimesh.load(download, force="mesh").faces) > 0

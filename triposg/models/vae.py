@@ -26,6 +26,8 @@ from .embeddings import FrequencyPointEmbedding
 from .fps import farthest_point_sampling
 from .transformer import DiTBlock, run_block
 
+INITIAL_LOGVAR = -6.0  # initial posterior log-variance of a fresh VAE (see initialize_weights)
+
 
 class DiagonalGaussian:
     """Diagonal Gaussian over latent tokens. `parameters`: (B, M, 2·C) = [mean, logvar] on the last dim."""
@@ -163,6 +165,14 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        # Start with a quiet posterior (std e^(-3) ≈ 0.05). With log-variance 0 the sampled noise (std 1)
+        # drowns the latent means (std ≈ 0.8 at init): the decoder learns to ignore the latents and fits the
+        # average field, and the small KL weight keeps them there (measured: 600 steps, sign accuracy 52 %).
+        with torch.no_grad():
+            self.quant.bias[self.config.latent_channels:].fill_(INITIAL_LOGVAR)
+        # Zero output layer (as DiT's final layer): the field starts at 0 instead of values ~1 from a
+        # Xavier-initialised projection of a unit-variance LayerNorm output, ten times the TSDF range.
+        nn.init.zeros_(self.decoder.proj_out.weight)
 
     def select_queries(
         self, xyz: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None

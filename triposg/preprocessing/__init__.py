@@ -28,7 +28,7 @@ from .background import (
     unmix_background,
 )
 from .crop import crop_and_pad, foreground_bbox, square_side
-from .image_io import ImageError, ImageFileInfo, load_image, read_image_info
+from .image_io import MAX_SIDE, ImageError, ImageFileInfo, load_image, read_image_info
 
 BACKGROUND_METHODS = ("auto", "alpha", "rembg", "uniform")
 # Below this many pixels on a side there is no object to see (the image encoder looks at 224 px crops).
@@ -71,8 +71,9 @@ def preprocess_image(
         output_size: resize the square to this many pixels; None keeps the crop's own resolution.
 
     Raises `ImageError` for unreadable images, images under `MIN_SIDE` pixels on a side, fully transparent
-    images, images with no foreground, a non-plain background with no segmentation model, `background="alpha"` without an alpha channel, or `background="rembg"` (or an
-    explicit `rembg_model_path`) without rembg and a local model file.
+    images, images with no foreground, a non-plain background with no segmentation model,
+    `background="alpha"` without an alpha channel, or `background="rembg"` (or an explicit
+    `rembg_model_path`) without rembg and a local model file.
     """
     if background not in BACKGROUND_METHODS:
         raise ValueError(f"background must be one of {BACKGROUND_METHODS}, got {background!r}")
@@ -117,6 +118,7 @@ def preprocess_image(
 
 __all__ = [
     "BACKGROUND_METHODS",
+    "MAX_SIDE",
     "MIN_SIDE",
     "REMBG_MODEL_ENV",
     "ImageError",
