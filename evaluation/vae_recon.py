@@ -32,6 +32,7 @@ from triposg.models import TripoSGVAEModel
 from .metrics import DEFAULT_F_SCORE_THRESHOLD, reconstruction_metrics
 
 CORPUS_TO_METRIC_FRAME = 1.0 / 0.9  # longest side 1.8 → 2
+METRIC_COLUMNS = ("chamfer", "f_score", "precision", "recall", "normal_consistency")
 
 __all__ = ["CORPUS_TO_METRIC_FRAME", "reconstruct", "run_vae_reconstruction", "summarize_reconstruction"]
 
@@ -87,7 +88,8 @@ def run_vae_reconstruction(
         mesh = reconstruct(vae, surface, num_tokens, resolution, seed)
         record = {"object_id": row.object_id, "family": row.family}
         if mesh is None:
-            record.update(status="no surface", seconds=time.perf_counter() - start)
+            record.update(status="no surface", seconds=time.perf_counter() - start,
+                          **{column: float("nan") for column in METRIC_COLUMNS})
         else:
             mesh.apply_scale(CORPUS_TO_METRIC_FRAME)
             reference = np.concatenate([data.surface, data.on_surface]).astype(np.float64)

@@ -114,7 +114,9 @@ def test_moe_upcycling_stage_logs_balance_loss_and_expert_load(dense_run, corpus
                    "train.max_steps=2", "train.sample_every=0", "flow.aux_loss_weight=0.05"))
     rows = read_log(run)
     assert "moe_aux" in rows[-1] and float(rows[-1]["moe_aux"]) > 0
-    assert 0 < float(rows[-1]["expert_load_min"]) <= float(rows[-1]["expert_load_max"]) <= 1
+    # Shares of routed tokens: valid fractions (with 4 experts and a few dozen tokens one may get none).
+    assert 0 <= float(rows[-1]["expert_load_min"]) <= float(rows[-1]["expert_load_max"]) <= 1
+    assert float(rows[-1]["expert_load_max"]) > 0
     transformer = TripoSGDiTModel.from_pretrained(run / "pipeline", subfolder="transformer")
     assert transformer.config.use_moe and transformer.config.num_experts == 4
     checkpoint_state = torch.load(list_checkpoints(run / "checkpoints")[-1] / "model" / "model.pt", weights_only=True)

@@ -144,7 +144,7 @@ def build_object(job: Job, config: BuildConfig) -> dict[str, Any]:
         render_mesh = simplify(mesh, config.render_faces) if config.render_faces else mesh
         render_object_views(render_mesh, views_dir, cameras, config.render_resolution, config.render_msaa)
         eval_mask = read_view_mask(views_dir / "eval_rgb.png")
-        report = run_filters(mesh, eval_mask, config.filters)
+        report = run_filters(render_mesh, eval_mask, config.filters)  # the reduced copy: same geometry, cheaper
         record.update(flags=report.as_dict(), flagged=report.flagged)
         if _worker_scorer is not None:
             normals = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(views_dir.glob("*_normal.png"))]
