@@ -5,13 +5,18 @@
                   [--max-concurrency N]
 
 API (gradio_client): `Client(url).predict(handle_file("cone.png"), seed=42, ..., api_name="/generate")`
-returns (mesh file, viewer GLB, preprocessed image, statistics, seed).
+returns (mesh file, viewer GLB, preprocessed image, statistics, seed). The other tabs' actions:
+`/compare` (image, seed, variants table → 4 meshes, 4 normal renders, summary, timings), `/normal_fid`
+(variants, test-set folder, split, zip, limit, seed → results, chart, history, status) and `/arena`
+(variants, images, number of examples, judge, seed → Elo table, radar chart, status, slider).
+A variants table is {"headers": VARIANT_COLUMNS, "data": rows} (see `evaluation.variants`).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
+import json
 import logging
 import os
 import queue
@@ -32,9 +37,43 @@ except ImportError:
     spaces = None
 
 import gradio as gr
+import numpy as np
+import pandas as pd
 import PIL.Image
 import trimesh
 
+from evaluation.arena import ArenaConfig, ViewConfig, make_judge, run_arena
+from evaluation.normal_fid import (
+    GenerationCache,
+    NormalFidConfig,
+    dinov2_named_extractor,
+    load_test_set,
+    run_normal_fid,
+)
+from evaluation.paper_tables import paper_ablation_tables
+from evaluation.results import (
+    DEFAULT_RESULTS_DIR,
+    append_history,
+    bar_chart,
+    describe_results_folder,
+    read_results_folder,
+)
+from evaluation.variants import (
+    DEFAULT_MODEL,
+    EXTRACTION_METHODS,
+    LOADED_MODEL,
+    MODEL_SAMPLER,
+    SAMPLERS,
+    VARIANT_COLUMNS,
+    PipelineCache,
+    VariantSpec,
+    generate_assets,
+    parse_variant_rows,
+    pipeline_with_sampler,
+    run_variant,
+    spec_model_variant,
+    timings_table,
+)
 from triposg.geometry import SUPPORTED_FORMATS, export_mesh
 from triposg.loading import GenerationDefaults, load_pipeline
 from triposg.pipelines import PreviewEvent, TripoSGPipeline, TripoSGPipelineOutput
@@ -187,9 +226,7 @@ def open_input_image(path: str | None) -> tuple[PIL.Image.Image, ImageFileInfo]:
 def pipeline_for_run(pipe: TripoSGPipeline) -> TripoSGPipeline:
     """A pipeline sharing `pipe`'s weights with a scheduler of its own: the scheduler keeps per-run state
     (timesteps, step index), so concurrent generations must not share one."""
-    run = type(pipe)(**{**pipe.components, "scheduler": copy.deepcopy(pipe.scheduler)})
-    run.set_progress_bar_config(disable=True)
-    return run
+    return pipeline_with_sampler(pipe)
 
 
 def run_generation(
@@ -387,20 +424,330 @@ def build_generate_tab(handlers: GenerateHandlers, defaults: GenerationDefaults)
     file_format.change(handlers.convert, [last_glb, file_format], [download], api_visibility="private")
 
 
-def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_root: str | os.PathLike | None = None
-               ) -> gr.Blocks:
+# ----------------------------------------------------------------------------------------------
+# Ablations and evaluation tabs
+# ----------------------------------------------------------------------------------------------
+
+MAX_VARIANTS = 4  # side-by-side slots in the Ablations tab
+ARENA_VIEWS = ViewConfig(num_views=8, resolution=192)  # 4 of 8 turntable views per comparison: fast on CPU
+ARENA_BOOTSTRAP = 100  # replicates for the Elo intervals; a demo run has few comparisons
+JUDGE_CHOICES = [("offline proxy (no network; measured quantities, not a visual judge)", "offline"),
+                 ("OpenAI-compatible API (OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL)", "openai"),
+                 ("Anthropic API (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL / ANTHROPIC_MODEL)", "anthropic")]
+
+
+def default_variants(defaults: GenerationDefaults) -> pd.DataFrame:
+    """The variants table's starting rows: the loaded model as it ships, with half the steps, and two
+    empty slots (a row without a model is skipped)."""
+    base = VariantSpec(LOADED_MODEL, MODEL_SAMPLER, defaults.num_inference_steps, defaults.guidance_scale,
+                       defaults.num_tokens, defaults.octree_resolution)
+    fewer_steps = dataclasses.replace(base, num_inference_steps=max(1, base.num_inference_steps // 2))
+    rows = [dataclasses.asdict(base), dataclasses.asdict(fewer_steps)]
+    rows += [{column: "" for column in VARIANT_COLUMNS}] * (MAX_VARIANTS - len(rows))
+    return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
+
+
+def read_variants(table: pd.DataFrame | dict | list | None, min_count: int = 2) -> list[VariantSpec]:
+    """The variants table (a DataFrame from the UI, or {"headers", "data"} from an API client) as specs;
+    `gr.Error` for a bad value."""
+    if isinstance(table, dict):
+        table = pd.DataFrame(table.get("data") or [], columns=table.get("headers"))
+    frame = pd.DataFrame(table if table is not None else [])
+    rows = [{key: (None if isinstance(value, float) and np.isnan(value) else value) for key, value in row.items()}
+            for row in frame.to_dict("records")]
+    try:
+        return parse_variant_rows(rows, min_count=min_count, max_count=MAX_VARIANTS)
+    except ValueError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def as_gradio_error(error: Exception) -> gr.Error:
+    """A load, test-set or judge failure the user can fix, as a `gr.Error` with its message."""
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, (FileNotFoundError, ValueError, OSError)):
+        return gr.Error(str(error), print_exception=False)
+    logger.error("evaluation failed", exc_info=error)
+    return gr.Error(f"{type(error).__name__}: {error}")
+
+
+class AblationHandlers:
+    """The Ablations and Evaluation tabs' handlers: variants come from `pipelines` (each model loaded once),
+    files go to the session folders, measured ablation CSVs are read from `results_dir`."""
+
+    def __init__(self, pipelines: PipelineCache, sessions: SessionFolders, results_dir: Path):
+        self.pipelines = pipelines
+        self.sessions = sessions
+        self.results_dir = results_dir
+
+    def compare(self, image: str | None, seed: float, variants, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+        """Run 2–4 variants on one image and seed → 4 meshes, 4 normal renders, a summary and timings."""
+        specs = read_variants(variants)
+        settings = parse_settings(seed, False, 1, 0.0, 1, 32, DEFAULT_FOREGROUND_RATIO, False, 100)
+        loaded, _ = open_input_image(image)
+        try:
+            prepared = preprocess_image(loaded, foreground_ratio=settings.foreground_ratio)
+        except ImageError as error:
+            raise gr.Error(f"This image cannot be used: {error}", print_exception=False) from None
+        folder = self.sessions.ensure(request) / "compare" / uuid.uuid4().hex[:8]
+        runs = []
+        for number, spec in enumerate(specs, start=1):
+            progress((number - 1) / len(specs), desc=f"variant {number} of {len(specs)}: {spec.label}")
+            try:
+                runs.append(run_variant(self.pipelines, prepared.image, spec, settings.seed))
+            except Exception as error:  # noqa: BLE001 - name the variant in the message
+                raise gr.Error(f"variant {number} ({spec.model}): {as_gradio_error(error).message}",
+                               print_exception=False) from None
+        meshes, normals = [None] * MAX_VARIANTS, [None] * MAX_VARIANTS
+        for index, run in enumerate(runs):
+            if run.mesh is not None:
+                meshes[index] = str(export_mesh(run.mesh, folder / f"variant_{index + 1}.glb",
+                                                metadata={**dataclasses.asdict(run.spec), "seed": settings.seed}))
+                normals[index] = run.normal
+        lines = [f"**Variant {i}** {run.spec.label} · " + (f"failed: {run.error}" if run.error else
+                 f"{len(run.mesh.faces):,} faces · {sum(run.timings.values()):.2f} s")
+                 for i, run in enumerate(runs, start=1)]
+        summary = f"Seed {settings.seed} · background: {prepared.method}\n\n" + "\n\n".join(lines)
+        return (*meshes, *normals, summary, timings_table(runs))
+
+    def measured(self) -> tuple[str, Any]:
+        """Reload the measured-results folder: (status, dropdown update)."""
+        status, names = describe_results_folder(self.results_dir)
+        return status, gr.update(choices=names, value=names[0] if names else None)
+
+    def show_measured(self, name: str | None) -> tuple[Any, Any]:
+        """One measured CSV as (table, bar chart)."""
+        table = next((t for t in read_results_folder(self.results_dir) if t.name == name and t.frame is not None), None)
+        if table is None:
+            return None, None
+        return table.frame, bar_chart(table.frame, title=f"measured: {name}")
+
+    def normal_fid(self, variants, test_set_path: str, split: str, test_zip: str | None, limit: float, seed: float,
+                   request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's idiom
+        """Normal-FID of 1–4 variants on a test set → (results table, bar chart, history, status)."""
+        specs = read_variants(variants, min_count=1)
+        seed = parse_settings(seed, False, 1, 0.0, 1, 32, DEFAULT_FOREGROUND_RATIO, False, 100).seed
+        folder = self.sessions.ensure(request) / "normal_fid"
+        limit = int(limit) if limit else None
+        source = test_zip or (test_set_path or "").strip()
+        if not source:
+            raise gr.Error("Choose a test set: a corpus folder (built by `python -m training.data build`), a folder "
+                           "of meshes, or upload a .zip of meshes.", print_exception=False)
+        try:
+            progress(0.0, desc="loading the test set")
+            test_set = load_test_set(source, split=split, work_dir=folder / "test_set", limit=limit, progress=False)
+            extractor = dinov2_named_extractor(self.pipelines.get(LOADED_MODEL)[0], "the app's loaded model")
+            rows = []
+            for number, spec in enumerate(specs, start=1):
+                progress((number - 1) / len(specs), desc=f"variant {number} of {len(specs)}")
+                variant = spec_model_variant(self.pipelines, spec, seed)
+                result = run_normal_fid(test_set, variant, folder / "runs" / uuid.uuid4().hex[:8],
+                                        NormalFidConfig(seed=seed), [extractor], GenerationCache(folder / "cache"))
+                summary = result.summary
+                rows.append({"variant": f"{number}: {spec.label}", **summary["metrics"],
+                             "objects": summary["counts"]["total"], "failed": summary["counts"]["failed"],
+                             "seconds": summary["seconds"]})
+        except Exception as error:  # noqa: BLE001 - every failure becomes a message
+            raise as_gradio_error(error) from None
+        results = pd.DataFrame(rows)
+        metric = next((m for m in ("fid", "fd_dinov2", "chamfer") if m in results and results[m].notna().any()), None)
+        chart = bar_chart(results, metric=metric, label="variant", title=f"Normal-FID run on {test_set.name}")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        history = append_history(folder / "history.csv", [{"time": stamp, "test_set": test_set.name, "seed": seed,
+                                                            **row} for row in rows])
+        fid_note = "" if results["fid"].notna().any() else (
+            " FID is unavailable (no local Inception weights, see `TRIPOSG_INCEPTION_WEIGHTS`); FD-DINOv2 is a "
+            "Fréchet distance over DINOv2 features, not FID.")
+        status = f"**{len(test_set)} objects** from {test_set.name} · seed {seed}.{fid_note}"
+        return results, chart, history, status
+
+    def arena(self, variants, images: list[str] | None, num_examples: float, judge_kind: str, seed: float,
+              request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's idiom
+        """Generate each variant's mesh for each image, have the judge compare them pairwise, fit Elo →
+        (Elo table, radar chart, status, comparison slider, run folder)."""
+        specs = read_variants(variants)
+        seed = parse_settings(seed, False, 1, 0.0, 1, 32, DEFAULT_FOREGROUND_RATIO, False, 100).seed
+        paths = [str(p) for p in images or []]
+        if not paths:
+            examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
+            paths = [str(p) for p in examples[:max(0, int(num_examples or 0))]]
+        if not paths:
+            raise gr.Error("Upload images or choose at least one example image to compare on.", print_exception=False)
+        try:
+            judge = make_judge(judge_kind)  # API judges read their settings from environment variables only
+        except ValueError as error:
+            raise gr.Error(f"judge: {error}", print_exception=False) from None
+        folder = self.sessions.ensure(request) / "arena" / uuid.uuid4().hex[:8]
+        config = ArenaConfig(views=ARENA_VIEWS, num_completions=1, n_bootstrap=ARENA_BOOTSTRAP, seed=seed)
+        try:
+            methods, failures = generate_assets(self.pipelines, specs, paths, seed, folder / "meshes",
+                                                lambda fraction, text: progress(fraction, desc=text))
+            result = run_arena(methods, judge, folder, config=config, progress=True)  # tqdm → the progress bar
+        except Exception as error:  # noqa: BLE001 - every failure becomes a message
+            raise as_gradio_error(error) from None
+        table = result.table.reset_index().rename(columns={"index": "method"}).round(1)
+        proxy = " (a PROXY: it decides from measured quantities, not by looking)" if result.judge.get("is_proxy") else ""
+        counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in result.counts.items())
+        status = f"**Judge** {result.judge.get('name')}{proxy} · {counts}" + "".join(
+            f"\n\nNo mesh: {failure}" for failure in failures)
+        slider = gr.update(minimum=0, maximum=max(0, len(result.records) - 1), value=0, visible=True)
+        return table, str(result.files["radar.png"]), status, slider, str(folder)
+
+    def comparison(self, run_folder: str | None, index: float) -> tuple[Any, str]:
+        """One comparison of an arena run: (its image as the judge saw it, the pair, replies and votes)."""
+        if not run_folder or not (Path(run_folder) / "comparisons.jsonl").is_file():
+            return None, "Run an arena first."
+        records = [json.loads(line) for line in (Path(run_folder) / "comparisons.jsonl").read_text().splitlines()]
+        records.sort(key=lambda record: record["comparison_id"])
+        record = records[min(max(int(index or 0), 0), len(records) - 1)]
+        votes = " · ".join(f"{criterion}: {vote}" for parsed in record["parsed"] if parsed["votes"]
+                           for criterion, vote in zip(record["criteria"], parsed["votes"]))
+        replies = "\n\n".join(f"```\n{reply.strip()}\n```" for reply in record["replies"]) or "(no reply)"
+        text = (f"**Comparison {record['comparison_id']}** on `{record['asset_id']}` · left: {record['left']} · "
+                f"right: {record['right']}\n\n**Votes** (1 = {record['method_a']}, 2 = {record['method_b']}, "
+                f"3 = draw): {votes or 'none valid'}" + (f"\n\n**Error** {record['error']}" if record["error"] else "")
+                + f"\n\n**Judge replies**\n\n{replies}")
+        return str(Path(run_folder) / record["image"]), text
+
+
+def variants_input(defaults: GenerationDefaults, label: str) -> gr.Dataframe:
+    """The editable variants table (one row per variant; a row without a model is skipped)."""
+    return gr.Dataframe(
+        default_variants(defaults), headers=list(VARIANT_COLUMNS), label=label, interactive=True,
+        datatype=["str", "str", "number", "number", "number", "number", "str"], column_count=len(VARIANT_COLUMNS),
+    )
+
+
+VARIANTS_HELP = (
+    f"**model**: `{LOADED_MODEL}` (the model this app runs), `default` (the embedded model), a pipeline folder "
+    f"or a hub id; each is loaded once. **sampler**: `{MODEL_SAMPLER}` (the model's own) or one of "
+    f"{', '.join(f'`{name}`' for name in SAMPLERS)} — only those matching the objective the model was trained "
+    "with (a rectified-flow model predicts a velocity; running it with a DDPM or EDM update is not an "
+    "ablation, so it is refused). **extraction**: " + " or ".join(f"`{m}`" for m in EXTRACTION_METHODS) + "."
+)
+
+
+def build_ablations_tab(handlers: AblationHandlers, defaults: GenerationDefaults) -> None:
+    """Side-by-side variants on one image and seed, and the paper's ablation tables beside measured ones."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = pass_raw_file(gr.Image(label="Input image", type="filepath", image_mode=None,
+                                           sources=["upload", "clipboard"]))
+            seed = gr.Number(label="Seed (the same for every variant)", value=defaults.seed, precision=0, minimum=0)
+        with gr.Column(scale=2):
+            variants = variants_input(defaults, "Variants (2–4 rows)")
+            gr.Markdown(VARIANTS_HELP)
+            button = gr.Button("Compare", variant="primary")
+    meshes, normals = [], []
+    with gr.Row():
+        for number in range(1, MAX_VARIANTS + 1):
+            with gr.Column(min_width=160):
+                meshes.append(gr.Model3D(label=f"Variant {number}", height=260, clear_color=(0.86, 0.88, 0.91, 1.0)))
+                normals.append(gr.Image(label=f"Normals {number} (evaluation view)", interactive=False, height=200))
+    summary = gr.Markdown()
+    timings = gr.Dataframe(label="Timings (seconds per stage)", interactive=False)
+    button.click(on_gpu(handlers.compare), [image, seed, variants], [*meshes, *normals, summary, timings],
+                 api_name="compare")
+
+    with gr.Accordion("Ablation tables: the paper (§7) and our measurements", open=False), gr.Row():
+        with gr.Column():
+            gr.Markdown("### The paper's Tables 1–4")
+            for table in paper_ablation_tables():
+                gr.Markdown(f"**Table {table.number}.** {table.title}" + (f" _{table.note}_" if table.note else ""))
+                gr.Dataframe(table.frame, interactive=False)
+                gr.Plot(bar_chart(table.frame, table.metric, "label", f"Table {table.number}",
+                                  table.lower_is_better))
+        with gr.Column():
+            gr.Markdown("### Measured")
+            status, names = describe_results_folder(handlers.results_dir)
+            measured_status = gr.Markdown(status)
+            choice = gr.Dropdown(names, value=names[0] if names else None, label="Result file")
+            reload = gr.Button("Reload results folder")
+            first = handlers.show_measured(names[0]) if names else (None, None)
+            measured_table = gr.Dataframe(first[0], interactive=False)
+            measured_plot = gr.Plot(first[1])
+    reload.click(handlers.measured, None, [measured_status, choice], api_visibility="private")
+    choice.change(handlers.show_measured, [choice], [measured_table, measured_plot], api_visibility="private")
+
+
+def build_normal_fid_tab(handlers: AblationHandlers, defaults: GenerationDefaults) -> None:
+    """Normal-FID (paper §5.2.2) of variants on a corpus split or an uploaded zip of meshes."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            variants = variants_input(defaults, "Variants (1–4 rows)")
+            gr.Markdown(VARIANTS_HELP)
+        with gr.Column(scale=1):
+            test_set = gr.Textbox(label="Test set folder", placeholder="a corpus (python -m training.data build) "
+                                  "or a folder of meshes")
+            split = gr.Dropdown(["test", "val", "train"], value="test", label="Corpus split")
+            test_zip = gr.File(label="…or a .zip of meshes", file_types=[".zip"], type="filepath")
+            limit = gr.Number(label="Objects (0 = all)", value=0, precision=0, minimum=0)
+            seed = gr.Number(label="Seed", value=defaults.seed, precision=0, minimum=0)
+            button = gr.Button("Run Normal-FID", variant="primary")
+    status = gr.Markdown()
+    with gr.Row():
+        results = gr.Dataframe(label="Results", interactive=False)
+        chart = gr.Plot(label="Bar chart")
+    history = gr.Dataframe(label="History of runs (this session)", interactive=False)
+    button.click(on_gpu(handlers.normal_fid), [variants, test_set, split, test_zip, limit, seed],
+                 [results, chart, history, status], api_name="normal_fid")
+
+
+def build_arena_tab(handlers: AblationHandlers, defaults: GenerationDefaults) -> None:
+    """GPTEval3D-style arena: a judge compares the variants' meshes pairwise; Elo per criterion."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            variants = variants_input(defaults, "Variants (2–4 rows)")
+            gr.Markdown(VARIANTS_HELP)
+        with gr.Column(scale=1):
+            images = gr.File(label="Input images (none = the examples)", file_count="multiple", type="filepath",
+                             file_types=["image"])
+            num_examples = gr.Slider(1, 14, value=3, step=1, label="Example images to use when none are uploaded")
+            judge = gr.Radio(JUDGE_CHOICES, value="offline", label="Judge",
+                             info="API settings come from environment variables only")
+            seed = gr.Number(label="Seed", value=defaults.seed, precision=0, minimum=0)
+            button = gr.Button("Run arena", variant="primary")
+    status = gr.Markdown()
+    with gr.Row():
+        elo = gr.Dataframe(label="Elo ratings (methods × criteria)", interactive=False)
+        radar = gr.Image(label="Radar chart", interactive=False, height=380)
+    run_folder = gr.State(None)
+    with gr.Accordion("Browse comparisons", open=True):
+        index = gr.Slider(0, 1, value=0, step=1, label="Comparison", visible=False)
+        with gr.Row():
+            comparison_image = gr.Image(label="As the judge saw it (left | right)", interactive=False)
+            comparison_text = gr.Markdown()
+    button.click(on_gpu(handlers.arena), [variants, images, num_examples, judge, seed],
+                 [elo, radar, status, index, run_folder], api_name="arena").then(
+        handlers.comparison, [run_folder, index], [comparison_image, comparison_text], api_visibility="private")
+    index.change(handlers.comparison, [run_folder, index], [comparison_image, comparison_text],
+                 api_visibility="private")
+
+
+def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_root: str | os.PathLike | None = None,
+               results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, model: str | None = None) -> gr.Blocks:
     """The Blocks app for `pipe`; `defaults` are the model's sampling settings; per-session files go under
-    `sessions_root` (default: a `triposg-sessions` folder in the system temp folder)."""
+    `sessions_root` (default: a `triposg-sessions` folder in the system temp folder); measured ablation CSVs
+    are read from `results_dir`. `model` names where `pipe` came from (a folder, hub id or "default"), so the
+    ablation tabs reuse it under that name; other models they ask for are loaded once each."""
     pipe.set_progress_bar_config(disable=True)
     root = Path(sessions_root) if sessions_root is not None else Path(tempfile.gettempdir()) / "triposg-sessions"
     sessions = SessionFolders(root)
     handlers = GenerateHandlers(pipe, sessions)
+    pipelines = PipelineCache(pipe, defaults, device=pipe.device.type, loaded_source=model)
+    ablations = AblationHandlers(pipelines, sessions, Path(results_dir))
     # Gradio keeps its own copies of served files; drop those a day old, checked hourly.
     with gr.Blocks(title="TripoSG", delete_cache=(3600, SESSION_MAX_AGE_S)) as demo:
         gr.Markdown("# TripoSG — image to 3D\nUpload one object on a plain or transparent background.")
-        with gr.Tabs():  # noqa: SIM117 - later tabs (ablations, evaluation) each get a build_*_tab here
+        with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 build_generate_tab(handlers, defaults)
+            with gr.Tab("Ablations", id="ablations"):
+                build_ablations_tab(ablations, defaults)
+            with gr.Tab("Normal-FID", id="normal_fid"):
+                build_normal_fid_tab(ablations, defaults)
+            with gr.Tab("Arena", id="arena"):
+                build_arena_tab(ablations, defaults)
         demo.load(sessions.create, api_visibility="private")
         demo.unload(sessions.delete)
     return demo
@@ -426,7 +773,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the demo works offline: no telemetry calls
     pipe, defaults = load_pipeline(args.model, args.device)
-    demo = build_demo(pipe, defaults)
+    demo = build_demo(pipe, defaults, model=args.model or DEFAULT_MODEL)
     demo.queue(default_concurrency_limit=args.max_concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -237,7 +237,7 @@ def test_generate_api_returns_a_mesh(client, tmp_path):
     assert "faces" in stats and "background: alpha" in stats and Path(processed).is_file()
     assert seed == 5
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert list(endpoints) == ["/generate"]  # session bookkeeping and format conversion stay private
+    assert list(endpoints) == ["/generate", "/compare", "/normal_fid", "/arena"]  # bookkeeping stays private
 
 
 def test_concurrent_api_requests_match_sequential_ones(client, tmp_path):
