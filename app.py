@@ -90,6 +90,8 @@ from triposg.preprocessing import (
 logger = logging.getLogger(__name__)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
+# The procedural corpus the training recipe builds; its test split is the built-in Normal-FID test set.
+DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "procedural"
 RESOLUTION_CHOICES = (32, 64, 128, 256, 512)  # hierarchical extraction needs power-of-two multiples of 32
 DEFAULT_FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 DEFAULT_TARGET_FACES = 50_000  # enough for smooth shading, small enough for a browser viewer
@@ -678,7 +680,8 @@ def build_normal_fid_tab(handlers: AblationHandlers, defaults: GenerationDefault
             gr.Markdown(VARIANTS_HELP)
         with gr.Column(scale=1):
             test_set = gr.Textbox(label="Test set folder", placeholder="a corpus (python -m training.data build) "
-                                  "or a folder of meshes")
+                                  "or a folder of meshes",
+                                  value=str(DEFAULT_CORPUS) if (DEFAULT_CORPUS / "manifest.csv").is_file() else "")
             split = gr.Dropdown(["test", "val", "train"], value="test", label="Corpus split")
             test_zip = gr.File(label="…or a .zip of meshes", file_types=[".zip"], type="filepath")
             limit = gr.Number(label="Objects (0 = all)", value=0, precision=0, minimum=0)
