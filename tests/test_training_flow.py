@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_tiny_training_corpus
 
-from training.data.build import BuildConfig, run_build
-from training.data.fields import FieldConfig
 from training.engine.checkpoint import list_checkpoints
 from training.train_flow import main
 from triposg.models import TripoSGDiTModel
@@ -18,16 +17,11 @@ from triposg.pipelines.random_init import make_random_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "training" / "configs" / "flow-tiny.yaml"
-TINY_FIELDS = FieldConfig(num_surface=256, num_near=64, num_volume=64, num_on_surface=64, udf_resolution=32)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("flow-corpus")
-    summary = run_build(BuildConfig(out=out, num=3, workers=1, num_views=1, render_resolution=64,
-                                    mesh_resolution=32, fields=TINY_FIELDS, split_fractions=(1.0, 0.0, 0.0)))
-    assert summary["built"] == 3, summary
-    return out
+    return build_tiny_training_corpus(tmp_path_factory.mktemp("flow-corpus"))
 
 
 @pytest.fixture(scope="module")

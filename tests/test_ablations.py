@@ -1,0 +1,154 @@
+"""Ablation runner: a VAE group and a flow group end to end on a 3-object corpus (a few steps each), the CSV
+the app reads, skipping finished runs, failures recorded per variant, and clear errors for bad group files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import build_tiny_training_corpus
+
+from evaluation.results import bar_columns, read_results_folder
+from training import ablations
+from training.ablations import GROUPS_DIR, AblationGroupError, list_groups, load_group, main, run_group
+from triposg.pipelines.random_init import make_random_pipeline
+
+ENGINE = ["train.max_steps=3", "train.batch_size=2", "train.log_every=1", "train.checkpoint_every=3",
+          "train.sample_every=0", "train.progress_bar=false", "train.tensorboard=false", "train.warmup_steps=0"]
+TINY_VAE = [("model.args={latent_channels: 8, num_attention_heads: 2, width_encoder: 32, width_decoder: 32, "
+             "num_layers_encoder: 1, num_layers_decoder: 1}"), "data.num_surface=128", "data.num_near=64",
+            "data.num_volume=64", "data.num_on_surface=64", "data.token_counts=[16]"]
+TINY_FLOW = ["model.args.width=32", "model.args.num_layers=3", "model.args.num_attention_heads=2",
+             ("model.condition.dinov2_args={hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, "
+              "num_attention_heads: 2, image_size: 56, patch_size: 14}"), "data.image_size=56",
+             "data.num_surface=128", "data.token_counts=[16]", "export.num_inference_steps=2",
+             "export.octree_resolution=32"]
+# Evaluate on the training split: 3 objects cannot give both a training set and a 2-object test split.
+VAE_EVAL = ["split=train", "limit=1", "num_tokens=16", "num_surface=128", "resolution=32", "num_points=2000"]
+FLOW_EVAL = ["split=train", "limit=2", "num_inference_steps=2", "octree_resolution=32", "sample_tokens=16",
+             "fid=off", "recon_num_points=2000"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return build_tiny_training_corpus(tmp_path_factory.mktemp("ablation-corpus"))
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    make_random_pipeline(latent_channels=8).vae.save_pretrained(folder)  # sphere prior: always a surface
+    return folder
+
+
+def test_every_shipped_group_parses_and_resolves_its_configs():
+    groups = {group.name: group for group in list_groups()}
+    assert set(groups) == {"table1-condition", "table1-skip", "table1-objective", "table2-tokens", "table3-vae",
+                           "table4-data"}
+    for group in groups.values():
+        for variant in group.variants:
+            config = ablations.variant_config(group, variant, 0, "data/tiny", "out",
+                                              variables={"corpus_large": "data/tiny-64"})
+            assert config.train.output_dir == str(Path("out") / "runs" / group.name / f"{variant}-s0")
+    moe = ablations.variant_config(groups["table2-tokens"], "tokens-128-moe", 1, "data/tiny", "out")
+    assert moe.model.upcycle_from == str(Path("out") / "runs" / "table2-tokens" / "tokens-128-s1" / "pipeline")
+    with pytest.raises(ValueError, match="--var corpus_large="):  # the larger corpus must be given
+        ablations.variant_config(groups["table4-data"], "curated-large", 0, "data/tiny", "out")
+
+
+@pytest.mark.filterwarnings("ignore:step 3. the decoded field has no surface yet")
+def test_vae_group_end_to_end_then_skips_finished_runs(corpus, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "results"
+    table = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
+    assert list(table["variant"]) == ["occupancy", "sdf", "sdf-normal", "sdf-normal-eikonal"]
+    assert (table["status"] == "ok").all(), table[["variant", "error"]]
+    assert (table["seed"] == "0").all() and (table["max_steps"] == 3).all()
+    assert {"f_score", "normal_consistency"} <= set(table.columns)
+    assert table["f_score"].between(0, 1).all()
+    for variant in table["variant"]:
+        assert (out / "runs" / "table3-vae" / f"{variant}-s0" / "vae" / "config.json").is_file()
+
+    measured = {t.name: t for t in read_results_folder(out)}
+    assert measured["table3-vae"].error is None
+    assert bar_columns(measured["table3-vae"].frame)[0] == "label"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(ablations, "_train", no_training)
+    capsys.readouterr()
+    again = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
+    assert capsys.readouterr().out.count("done before, skipped") == 4
+    pd.testing.assert_frame_equal(again, table)
+
+    # An interrupted run (checkpoints, no export, no result) continues from its latest checkpoint.
+    monkeypatch.undo()
+    interrupted = out / "runs" / "table3-vae" / "sdf-s0"
+    shutil.rmtree(interrupted / "vae")
+    (interrupted / "result.json").unlink()
+    resumed = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=[*ENGINE, *TINY_VAE, "train.max_steps=4"],
+                        evaluate_sets=VAE_EVAL)
+    steps = pd.read_csv(interrupted / "logs" / "metrics.csv")["step"].tolist()
+    assert steps == [1, 2, 3, 4]
+    assert resumed.set_index("variant").loc["sdf", "max_steps"] == 4
+    assert (resumed.set_index("variant").drop(index="sdf")["max_steps"] == 3).all()
+
+
+def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(corpus, vae_folder, tmp_path):
+    out = tmp_path / "results"
+    code = main(["run", "table1-skip", "--corpus", str(corpus), "--out", str(out), "--seeds", "0", "1",
+                 *[arg for s in [*ENGINE, *TINY_FLOW, f"model.vae={vae_folder}"] for arg in ("--set", s)],
+                 *[arg for s in FLOW_EVAL for arg in ("--eval", s)]])
+    assert code == 0
+    table = pd.read_csv(out / "table1-skip.csv", dtype={"seed": str})
+    assert list(zip(table["variant"], table["seed"])) == [("no-skip", "0"), ("no-skip", "1"), ("no-skip", "mean"),
+                                                          ("skip", "0"), ("skip", "1"), ("skip", "mean")]
+    per_seed = table[table["seed"] != "mean"]
+    assert (per_seed["status"] == "ok").all(), per_seed[["variant", "error"]]
+    assert per_seed["fd_dinov2"].notna().all() and (per_seed["fd_dinov2"] >= 0).all()
+    assert per_seed["f_score"].between(0, 1).all()
+    means = table[table["seed"] == "mean"].set_index("variant")
+    for variant in ("no-skip", "skip"):
+        values = per_seed.loc[per_seed["variant"] == variant, "fd_dinov2"]
+        assert means.loc[variant, "fd_dinov2"] == pytest.approx(values.mean())
+        assert means.loc[variant, "fd_dinov2_std"] == pytest.approx(values.std(ddof=1))
+    assert "normal_fid" not in table  # fid=off: no empty column for the app to chart as zeros
+    assert bar_columns(table.drop(columns="label"))[1] == "fd_dinov2"
+
+
+def test_a_failing_variant_is_recorded_not_fatal(corpus, tmp_path):
+    group = tmp_path / "broken.yaml"
+    group.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants:\n"
+                     "  missing-weights: {model.pretrained: /nonexistent/vae}\n")
+    out = tmp_path / "results"
+    assert main(["run", str(group), "--corpus", str(corpus), "--out", str(out)]) == 1
+    table = pd.read_csv(out / "broken.csv")
+    assert table.loc[0, "status"] == "failed"
+    assert "/nonexistent/vae" in table.loc[0, "error"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kind: gan\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {}}\n", "`kind` must be one of"),
+    ("kind: vae\nbase: training/configs/nope.yaml\nvariants: {a: {}}\n", "base preset"),
+    ("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {}\n", "`variants` is empty"),
+    ("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariant: {a: {}}\n", "unknown key"),
+    (("kind: flow\nbase: training/configs/flow-tiny.yaml\nvariants:\n  moe: {model.upcycle_from: '${run:dense}'}\n"
+      "  dense: {}\n"), "not a variant listed before"),
+    ("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {}}\nevaluate: {splitt: test}\n",
+     "valid keys"),
+])
+def test_bad_group_file_gives_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(AblationGroupError, match=message):
+        load_group(path)
+
+
+def test_a_typo_in_an_override_fails_before_any_training(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("trained despite a bad override"))
+    path = tmp_path / "typo.yaml"
+    path.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {loss.feild: sdf}}\n")
+    with pytest.raises(AblationGroupError, match="valid keys"):
+        run_group(path, corpus, tmp_path / "results")
