@@ -12,6 +12,7 @@ Prints a per-stage table, the median and the worst total, and whether the target
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -21,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from triposg.loading import load_pipeline  # noqa: E402
+from triposg.loading import load_pipeline
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -42,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
-    settings = dict(num_inference_steps=defaults.num_inference_steps, guidance_scale=defaults.guidance_scale,
-                    num_tokens=defaults.num_tokens, octree_resolution=defaults.octree_resolution, seed=defaults.seed)
+    settings = dataclasses.asdict(defaults)  # steps, guidance, tokens, resolution, seed: all pipeline arguments
     print(f"model: {args.model or 'embedded default'}; settings: {settings}; {args.threads} threads")
     pipe(str(images[0]), **settings)  # warm-up: first-call allocations, lazy imports
 

@@ -29,7 +29,7 @@ from PIL import Image
 from triposg.loading import GenerationDefaults
 from triposg.pipelines import TripoSGPipeline
 
-from .normal_fid import ModelVariant, TestObject
+from .normal_fid import ModelVariant, TestObject, pipeline_variant
 
 __all__ = ["mean_occupancy_shape", "mean_shape_variant", "unconditional_variant", "zero_image_condition"]
 
@@ -54,19 +54,13 @@ def unconditional_variant(
     pipe: TripoSGPipeline, settings: GenerationDefaults, identity: dict[str, Any], name: str = "unconditional"
 ) -> ModelVariant:
     """The pipeline with a zeroed image condition and no guidance (see the module docstring)."""
-    unguided = dataclasses.replace(settings, guidance_scale=1.0)
+    unguided = pipeline_variant(pipe, dataclasses.replace(settings, guidance_scale=1.0), identity, name)
 
     def generate(image: Image.Image, test_object: TestObject) -> trimesh.Trimesh:
         with zero_image_condition(pipe):
-            output = pipe(image, num_inference_steps=unguided.num_inference_steps, guidance_scale=1.0,
-                          num_tokens=unguided.num_tokens, octree_resolution=unguided.octree_resolution,
-                          seed=unguided.seed)
-        return output.meshes[0]
+            return unguided.generate(image, test_object)
 
-    runtime = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
-    full_identity = {"model": identity, "sampling": dataclasses.asdict(unguided), "runtime": runtime,
-                     "baseline": "zero image condition"}
-    return ModelVariant(name, generate, full_identity)
+    return ModelVariant(name, generate, {**unguided.identity, "baseline": "zero image condition"})
 
 
 def mean_occupancy_shape(corpus: str | Path, split: str = "train", resolution: int = 64,

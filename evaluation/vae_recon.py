@@ -109,7 +109,7 @@ def summarize_reconstruction(table: pd.DataFrame) -> dict[str, float]:
         filled[column] = filled[column].fillna(0.0)
     ok = filled[filled["status"] == "ok"]
     return {
-        "objects": int(len(filled)),
+        "objects": len(filled),
         "failed": int((filled["status"] != "ok").sum()),
         "chamfer": float(ok["chamfer"].mean()) if len(ok) else float("nan"),
         "f_score": float(filled["f_score"].mean()),

@@ -28,14 +28,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, unconditional_variant  # noqa: E402
-from evaluation.normal_fid import (  # noqa: E402
+from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, unconditional_variant
+from evaluation.normal_fid import (
     NormalFidConfig,
     corpus_test_set,
     dinov2_named_extractor,
@@ -43,9 +42,10 @@ from evaluation.normal_fid import (  # noqa: E402
     pipeline_variant,
     run_normal_fid,
 )
-from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction  # noqa: E402
-from triposg.loading import load_pipeline  # noqa: E402
-from triposg.rendering import make_image_grid  # noqa: E402
+from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction
+from triposg.loading import load_pipeline
+from triposg.pipelines.pipeline_triposg import composite_on_white
+from triposg.rendering import make_image_grid
 
 
 def balanced_subset(test_set, per_family: int):
@@ -79,11 +79,8 @@ def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
         if family in seen:
             continue
         seen.add(family)
-        rgb = Image.open(test_object.rgb_path).convert("RGBA")
-        white = Image.new("RGB", rgb.size, (255, 255, 255))
-        white.paste(rgb, mask=rgb.getchannel("A"))
         name = f"{test_object.object_id}.png"
-        tiles += [white, Image.open(model_dir / "normals" / "ground_truth" / name),
+        tiles += [composite_on_white(Image.open(test_object.rgb_path).convert("RGBA")), Image.open(model_dir / "normals" / "ground_truth" / name),
                   Image.open(model_dir / "normals" / "generated" / name)]
     make_image_grid(tiles, ncols=6).save(path)  # two objects per row
 

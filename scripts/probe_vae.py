@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.data.datasets import FieldDataset  # noqa: E402
-from triposg.models import TripoSGVAEModel  # noqa: E402
+from training.data.datasets import FieldDataset
+from triposg.models import TripoSGVAEModel
 
 
 @torch.no_grad()
