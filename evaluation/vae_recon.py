@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from triposg.geometry import EmptySurfaceError, decode_volume, default_coarse_resolution, extract_mesh
 from triposg.models import TripoSGVAEModel
+from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh
 
 from .metrics import DEFAULT_F_SCORE_THRESHOLD, reconstruction_metrics
 
@@ -40,18 +40,7 @@ __all__ = ["CORPUS_TO_METRIC_FRAME", "reconstruct", "run_vae_reconstruction", "s
 @torch.no_grad()
 def reconstruct(vae: TripoSGVAEModel, surface: np.ndarray, num_tokens: int, resolution: int = 128, seed: int = 0):
     """(S, 6) surface points → the VAE's reconstructed mesh (corpus frame), or None if it has no surface."""
-    device = next(vae.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    points = torch.as_tensor(surface, dtype=torch.float32, device=device)[None]
-    latents = vae.encode(points, min(num_tokens, points.shape[1]), generator=generator).latent_dist.mode()
-    tokens = vae.decode_tokens(latents)
-    volume = decode_volume(lambda xyz: vae.query(tokens, xyz[None].to(device))[0, :, 0].float(),
-                           resolution=resolution, method="hierarchical",
-                           coarse_resolution=default_coarse_resolution(resolution))
-    try:
-        return extract_mesh(volume)
-    except EmptySurfaceError:
-        return None
+    return latent_to_mesh(vae, encode_surface(vae, surface, num_tokens, seed), resolution)
 
 
 def run_vae_reconstruction(

@@ -109,23 +109,14 @@ def make_loss_fn(config: VAELossConfig) -> Callable[[torch.nn.Module, dict[str, 
 
 def make_sample_fn(surface: torch.Tensor, num_tokens: int, config: VAESampleConfig) -> Callable:
     """Encode `surface` (S, 6), decode a mesh, save `samples/step-<step>.glb` and a turntable PNG."""
-    from triposg.geometry import EmptySurfaceError, decode_volume, default_coarse_resolution, extract_mesh
+    from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh
     from triposg.rendering import RendererUnavailableError, render, save_image_grid, turntable_cameras
 
     def sample(vae: TripoSGVAEModel, step: int, samples_dir: Path) -> None:
         samples_dir.mkdir(parents=True, exist_ok=True)
-        device = next(vae.parameters()).device
-        generator = torch.Generator().manual_seed(0)  # the same queries every time: comparable renders
-        with torch.no_grad():
-            latents = vae.encode(surface[None].to(device), min(num_tokens, len(surface)),
-                                 generator=generator).latent_dist.mode()
-            tokens = vae.decode_tokens(latents)
-            volume = decode_volume(lambda xyz: vae.query(tokens, xyz[None].to(device))[0, :, 0],
-                                   resolution=config.resolution, device=device,
-                                   coarse_resolution=default_coarse_resolution(config.resolution))
-        try:
-            mesh = extract_mesh(volume)
-        except EmptySurfaceError:
+        # Seed 0: the same latent queries every time, so the renders are comparable across steps.
+        mesh = latent_to_mesh(vae, encode_surface(vae, surface, num_tokens, seed=0), config.resolution)
+        if mesh is None:
             warnings.warn(f"step {step}: the decoded field has no surface yet; no sample mesh")
             return
         mesh.export(samples_dir / f"step-{step:08d}.glb")

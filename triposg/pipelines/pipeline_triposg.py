@@ -18,16 +18,10 @@ import trimesh
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..geometry import (
-    DEFAULT_BOUNDS,
-    EmptySurfaceError,
-    PostProcessor,
-    decode_volume,
-    default_coarse_resolution,
-    extract_mesh,
-)
+from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor, default_coarse_resolution
 from ..models import TripoSGDiTModel, TripoSGVAEModel
 from ..preprocessing import PreprocessResult, load_image, preprocess_image
+from .vae_mesh import latent_to_mesh
 
 ImageInput = PIL.Image.Image | np.ndarray | str
 
@@ -158,24 +152,10 @@ class TripoSGPipeline(DiffusionPipeline):
 
         `volume_kwargs` go to the volume decoder (e.g. `coarse_resolution` for hierarchical extraction).
         """
-        volume_kwargs.setdefault("chunk_size", chunk_size)
-        if extraction == "hierarchical":
-            volume_kwargs.setdefault("coarse_resolution", default_coarse_resolution(octree_resolution))
         meshes = []
         for latent in latents:
-            tokens = self.vae.decode_tokens(latent[None].to(self.vae.dtype))
-
-            def sdf_fn(points: torch.Tensor) -> torch.Tensor:  # (Q, 3) → (Q,), positive inside
-                points = points.to(device=tokens.device, dtype=tokens.dtype)
-                return self.vae.query(tokens, points[None], chunk_size)[0, :, 0].float()
-
-            volume = decode_volume(sdf_fn, bounds, octree_resolution, method=extraction, **volume_kwargs)
-            try:
-                mesh = extract_mesh(volume)
-            except EmptySurfaceError:
-                meshes.append(None)
-                continue
-            meshes.append(postprocess(mesh) if postprocess is not None else mesh)
+            mesh = latent_to_mesh(self.vae, latent, octree_resolution, bounds, extraction, chunk_size, **volume_kwargs)
+            meshes.append(postprocess(mesh) if postprocess is not None and mesh is not None else mesh)
         return meshes
 
     # ------------------------------------------------------------------ call
