@@ -4,6 +4,7 @@
     python -m training.ablations run training/configs/ablations/table3-vae.yaml --corpus data/tiny \
         [--out results/ablations] [--seeds 0 1] [--set train.max_steps=100] [--eval limit=8] \
         [--var corpus_large=data/tiny-64]
+    python -m training.ablations report [--out results/ablations]   # REPORT.md: our tables beside the paper's
 
 A group file (`training/configs/ablations/*.yaml`) describes variants that differ in one factor:
 
@@ -15,6 +16,9 @@ A group file (`training/configs/ablations/*.yaml`) describes variants that diffe
     variants: {name: {key.sub: value, ...}}
     evaluate: {split: test, ...}   # `EvaluateConfig` fields
     vars: {name: default}          # `${name}` placeholders, set with --var name=value (optional)
+    paper_table: 3                 # the paper's table the group reproduces (optional)
+    paper_rows: {name: "Objaverse · OCC"}  # variant → the paper table's row label it stands for (optional)
+    paper_note: "..."              # how the variants differ from the paper's rows (optional)
 
 A variant's config is, in order: the base preset, `data.corpus = --corpus`, the budget, the shared
 overrides, the variant's overrides, then `--set`; the runner finally sets `train.output_dir` and
@@ -28,6 +32,8 @@ to re-evaluate, after changing its settings); a failed one is recorded (status a
 retried next time. After every run `<out>/<group>.csv` is rewritten from all
 results: one row per variant × seed and, for variants with several finished seeds, a `mean` row with
 `<metric>_std` columns (the layout `evaluation.results.read_results_folder` and the app's Ablations tab read).
+Beside it, `<out>/<group>.json` holds what `evaluation.ablation_report` needs to set the table next to the
+paper's without importing this module: the paper table and rows, each metric's direction, the command.
 
 Evaluation: VAE groups reconstruct the test objects (`evaluation.vae_recon`: Chamfer, F-score@0.02 and
 normal consistency in the [-1, 1] frame); flow groups run the Normal-FID protocol (`evaluation.normal_fid`:
@@ -43,6 +49,7 @@ import copy
 import json
 import math
 import re
+import shlex
 import time
 import traceback
 from collections.abc import Sequence
@@ -61,16 +68,21 @@ from .engine.config import apply_override, from_dict
 GROUPS_DIR = Path(__file__).resolve().parent / "configs" / "ablations"
 DEFAULT_OUT = Path("results") / "ablations"
 KINDS = ("vae", "flow")
-GROUP_KEYS = ("description", "paper_table", "kind", "base", "budget", "seeds", "overrides", "variants", "evaluate",
-              "vars")
+GROUP_KEYS = ("description", "paper_table", "paper_rows", "paper_note", "kind", "base", "budget", "seeds",
+              "overrides", "variants", "evaluate", "vars")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 RESULT_FILE = "result.json"
-# Metric columns in the order the CSV lists them (only those some row has are written).
-METRIC_ORDER = ("normal_fid", "normal_kid", "fd_dinov2", "kd_dinov2", "chamfer", "f_score", "normal_consistency")
+# Every metric an evaluation can give and whether lower or higher is better; the CSV lists them in this order
+# (only those some row has are written) and the sidecar JSON carries the directions to the report.
+METRIC_DIRECTION = {"normal_fid": "lower", "normal_kid": "lower", "fd_dinov2": "lower", "kd_dinov2": "lower",
+                    "chamfer": "lower", "f_score": "higher", "normal_consistency": "higher"}
+METRIC_ORDER = tuple(METRIC_DIRECTION)
+# The corpus a printed command names when none is given (the README builds it).
+DEFAULT_CORPUS = Path("data") / "procedural"
 
-__all__ = ["AblationGroup", "AblationGroupError", "EvaluateConfig", "list_groups", "load_group", "run_group",
-           "variant_config", "write_group_table"]
+__all__ = ["AblationGroup", "AblationGroupError", "EvaluateConfig", "group_command", "group_info", "list_groups",
+           "load_group", "run_group", "variant_config", "write_group_table", "write_report"]
 
 
 class AblationGroupError(ValueError):
@@ -126,7 +138,9 @@ class AblationGroup:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     vars: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    paper_table: int | None = None
+    paper_table: int | None = None  # the paper's Table 1–4 this group reproduces in miniature
+    paper_rows: dict[str, str] = field(default_factory=dict)  # variant → label of the paper row it stands for
+    paper_note: str = ""  # how the variants differ from the paper's rows (shown in the report)
 
 
 def _fail(path: Path, message: str) -> AblationGroupError:
@@ -181,12 +195,23 @@ def load_group(path: str | Path) -> AblationGroup:
         evaluate = from_dict(EvaluateConfig, _mapping(path, values, "evaluate"), "evaluate")
     except ValueError as error:
         raise _fail(path, str(error)) from error
+    paper_table = values.get("paper_table")
+    if paper_table is not None and (isinstance(paper_table, bool) or not isinstance(paper_table, int)):
+        raise _fail(path, f"`paper_table` must be the number of a paper table (1–4), got {paper_table!r}")
+    paper_rows = _mapping(path, values, "paper_rows")
+    unknown_rows = [name for name in paper_rows if name not in variants]
+    if unknown_rows:
+        raise _fail(path, f"`paper_rows` names unknown variant(s) {unknown_rows}; variants: {list(variants)}")
+    if not all(isinstance(label, str) and label for label in paper_rows.values()):
+        raise _fail(path, f"`paper_rows` must map variant names to paper row labels (text), got {paper_rows!r}")
+    if paper_rows and paper_table is None:
+        raise _fail(path, "`paper_rows` needs `paper_table` (the number of the table its labels are rows of)")
     group = AblationGroup(
         name=path.stem, path=path, kind=kind, base=base,
         variants={name: dict(overrides or {}) for name, overrides in variants.items()},
         budget=_mapping(path, values, "budget"), seeds=list(seeds), overrides=_mapping(path, values, "overrides"),
         evaluate=evaluate, vars=_mapping(path, values, "vars"), description=str(values.get("description", "")),
-        paper_table=values.get("paper_table"),
+        paper_table=paper_table, paper_rows=dict(paper_rows), paper_note=str(values.get("paper_note") or ""),
     )
     _check_references(group)
     return group
@@ -396,10 +421,46 @@ def _json_default(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 
-def write_group_table(group: AblationGroup, out: str | Path) -> pd.DataFrame:
+def group_command(
+    group: AblationGroup, out: str | Path = DEFAULT_OUT, corpus: str | Path = DEFAULT_CORPUS,
+    variables: dict[str, Any] | None = None, seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
+    evaluate_sets: Sequence[str] = (),
+) -> str:
+    """The shell command that trains and evaluates `group` into `out`. A `vars` entry with no value is
+    written as its upper-case name (e.g. `--var corpus_large=CORPUS_LARGE`) for the user to fill in."""
+    path = group.path.resolve()
+    root = GROUPS_DIR.parents[2]
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    words = ["python", "-m", "training.ablations", "run", str(shown), "--corpus", str(corpus), "--out", str(out)]
+    if seeds:
+        words += ["--seeds", *map(str, seeds)]
+    words += [word for item in sets for word in ("--set", item)]
+    words += [word for item in evaluate_sets for word in ("--eval", item)]
+    for name, default in group.vars.items():
+        value = (variables or {}).get(name, default)
+        if value is None:
+            words += ["--var", f"{name}={name.upper()}"]
+        elif name in (variables or {}):
+            words += ["--var", f"{name}={value}"]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def group_info(group: AblationGroup, command: str | None = None) -> dict[str, Any]:
+    """What `evaluation.ablation_report` needs of a group, as plain data (the `<group>.json` sidecar):
+    group, description, kind, paper_table, paper_rows, paper_note, variants, seeds, budget,
+    metric_direction (metric → "lower"/"higher" is better), command, csv."""
+    return {"group": group.name, "description": group.description, "kind": group.kind,
+            "paper_table": group.paper_table, "paper_rows": dict(group.paper_rows), "paper_note": group.paper_note,
+            "variants": list(group.variants), "seeds": list(group.seeds), "budget": dict(group.budget),
+            "metric_direction": dict(METRIC_DIRECTION), "command": command or group_command(group),
+            "csv": f"{group.name}.csv"}
+
+
+def write_group_table(group: AblationGroup, out: str | Path, command: str | None = None) -> pd.DataFrame:
     """Rewrite `<out>/<group>.csv` from every stored result of the group's variants (file order, then seed):
     columns label, variant, seed, status, the metrics, `<metric>_std` (on `mean` rows), max_steps, seconds,
-    error. Returns the table."""
+    error. Also writes `<out>/<group>.json` (`group_info`, with `command`: the one that produced the results).
+    Returns the table."""
     out = Path(out)
     rows: list[dict[str, Any]] = []
     metric_names: list[str] = []
@@ -428,6 +489,8 @@ def write_group_table(group: AblationGroup, out: str | Path) -> pd.DataFrame:
     optional = [*ordered, *[f"{m}_std" for m in ordered], "max_steps", "train_seconds", "eval_seconds"]
     table = table.drop(columns=[c for c in optional if table[c].isna().all()])
     write_bytes_atomic(out / f"{group.name}.csv", table.to_csv(index=False).encode())  # the app may be reading it
+    info = group_info(group, command or group_command(group, out))
+    write_bytes_atomic(out / f"{group.name}.json", json.dumps(info, indent=1, default=str).encode())
     return table
 
 
@@ -456,6 +519,8 @@ def run_group(
             except MissingValueError:  # fails only its own variant, recorded in the table
                 pass
     jobs = [(variant, seed) for variant in group.variants for seed in seeds]
+    command = group_command(group, out, corpus, variables, seeds if seeds != group.seeds else None, sets,
+                            evaluate_sets)
     print(f"ablation {group.name} ({group.kind}): {len(group.variants)} variants × seeds {seeds} = {len(jobs)} runs; "
           f"budget {group.budget}; results in {out / (group.name + '.csv')}", flush=True)
     extractor_holder: dict[str, Any] = {}
@@ -471,13 +536,23 @@ def run_group(
                           and not math.isnan(v))
         print(f"{prefix}: {result['status']}" + (f" ({result['error']})" if result["error"] else f": {shown}"),
               flush=True)
-        write_group_table(group, out)
-    return write_group_table(group, out)
+        write_group_table(group, out, command)
+    return write_group_table(group, out, command)
 
 
 def list_groups(folder: Path = GROUPS_DIR) -> list[AblationGroup]:
     """Every group file in `folder`, parsed."""
     return [load_group(path) for path in sorted(folder.glob("*.yaml"))]
+
+
+def write_report(out: str | Path = DEFAULT_OUT, corpus: str | Path = DEFAULT_CORPUS,
+                 folder: Path = GROUPS_DIR) -> Path:
+    """Write `<out>/REPORT.md`: every group's measured table beside the paper's (`evaluation.ablation_report`).
+    Groups of `folder` with no results yet are listed with the command (on `corpus`) that produces them."""
+    from evaluation.ablation_report import write_ablation_report
+
+    expected = [group_info(group, group_command(group, out, corpus)) for group in list_groups(folder)]
+    return write_ablation_report(out, expected_groups=expected)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,7 +570,14 @@ def main(argv: list[str] | None = None) -> int:
                      help="evaluate-section override, e.g. --eval limit=8 (repeatable)")
     run.add_argument("--var", dest="variables", action="append", default=[], metavar="NAME=VALUE",
                      help="value of a ${NAME} placeholder of the group file (repeatable)")
+    report = commands.add_parser("report", help="write REPORT.md: our tables beside the paper's Tables 1–4")
+    report.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder written by `run`")
+    report.add_argument("--corpus", default=str(DEFAULT_CORPUS),
+                        help="corpus named in the commands printed for groups with no results")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        print(write_report(args.out, args.corpus))
+        return 0
     if args.command == "list":
         for group in list_groups():
             table = f"Table {group.paper_table}" if group.paper_table else "—"
