@@ -158,6 +158,25 @@ def test_crease_split_keeps_box_edges_sharp_and_spheres_smooth():
     assert (np.einsum("fkc,fkc->fk", corners, radial) > 0.999).all()  # smooth: close to the true normal
 
 
+def test_crease_normals_match_the_per_corner_definition_on_mixed_meshes():
+    """Smooth vertices take a shortcut (their mean normal); the result must equal the definition everywhere."""
+    from triposg.rendering import crease_corner_normals
+
+    capped = trimesh.creation.cylinder(radius=0.5, height=1.0, sections=24)  # smooth side, crease rims
+    cone = trimesh.creation.cone(radius=0.5, height=1.0, sections=16)  # the apex is a cone of many faces
+    coarse = [trimesh.creation.icosphere(subdivisions=n) for n in (0, 1)]  # faces ~42° and ~20° apart
+    for mesh in (capped, cone, trimesh.creation.capsule(height=1.0, radius=0.3), *coarse):
+        faces, normals, areas = mesh.faces, mesh.face_normals, mesh.area_faces
+        expected = np.zeros((len(faces), 3, 3))
+        for f, face in enumerate(faces):
+            for k, vertex in enumerate(face):
+                around = np.flatnonzero((faces == vertex).any(axis=1))
+                keep = around[normals[around] @ normals[f] >= np.cos(np.radians(30.0))]
+                total = (normals[keep] * areas[keep, None]).sum(axis=0)
+                expected[f, k] = total / np.linalg.norm(total)
+        np.testing.assert_allclose(crease_corner_normals(mesh, 30.0), expected, atol=1e-9)
+
+
 def _edge_blend_share(normal_map: np.ndarray, mask: np.ndarray) -> float:
     """Share of background pixels next to the silhouette that hold a blended (not pure white) colour."""
     from scipy import ndimage

@@ -431,24 +431,42 @@ def _check_color(color: Sequence[int], name: str) -> tuple[int, int, int]:
 def crease_corner_normals(mesh: "trimesh.Trimesh", crease_angle_deg: float) -> np.ndarray:
     """(F, 3, 3) per-corner normals: the area-weighted mean of the normals of the faces around each corner's
     vertex that are within `crease_angle_deg` of the corner's own face, so smooth parts shade smoothly and
-    edges sharper than the angle stay crisp. Vectorised over all (corner, face around its vertex) pairs."""
+    edges sharper than the angle stay crisp.
+
+    Where every face around a vertex is within half the angle of the vertex's mean normal, all of them are
+    within the angle of each other, so each corner there gets that mean normal. Only the corners at creases go
+    through the (corner, face around its vertex) pairs, vectorised.
+    """
     faces = np.asarray(mesh.faces)
     face_normals = np.asarray(mesh.face_normals)
-    areas = np.asarray(mesh.area_faces)
+    weighted_normals = face_normals * np.asarray(mesh.area_faces)[:, None]
+    num_vertices = len(mesh.vertices)
     corner_vertex = faces.reshape(-1)  # (3F,)
     corner_face = np.repeat(np.arange(len(faces)), 3)
-    order = np.argsort(corner_vertex, kind="stable")  # corners grouped by vertex
-    counts = np.bincount(corner_vertex, minlength=len(mesh.vertices))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    group = counts[corner_vertex]  # corners sharing each corner's vertex
-    pair_corner = np.repeat(np.arange(len(corner_vertex)), group)
-    offsets = np.arange(len(pair_corner)) - np.repeat(np.cumsum(group) - group, group)
-    pair_face = corner_face[order[np.repeat(starts[corner_vertex], group) + offsets]]
-    own = face_normals[corner_face[pair_corner]]
-    other = face_normals[pair_face]
-    keep = (own * other).sum(axis=1) >= math.cos(math.radians(crease_angle_deg))
-    weighted = other * (areas[pair_face] * keep)[:, None]
-    normals = np.stack([np.bincount(pair_corner, weighted[:, k], len(corner_vertex)) for k in range(3)], axis=1)
+
+    def sum_per(index: np.ndarray, values: np.ndarray, length: int) -> np.ndarray:
+        return np.stack([np.bincount(index, values[:, k], length) for k in range(3)], axis=1)
+
+    vertex_sum = sum_per(corner_vertex, weighted_normals[corner_face], num_vertices)  # (V, 3)
+    vertex_unit = vertex_sum / np.maximum(np.linalg.norm(vertex_sum, axis=1, keepdims=True), 1e-30)
+    near_mean = (face_normals[corner_face] * vertex_unit[corner_vertex]).sum(axis=1) >= math.cos(
+        math.radians(crease_angle_deg / 2.0))
+    crease_vertex = np.bincount(corner_vertex, ~near_mean, num_vertices) > 0
+    normals = vertex_sum[corner_vertex]  # (3F, 3), right for corners of smooth vertices
+
+    corners = np.flatnonzero(crease_vertex[corner_vertex])  # corners that need the per-face test
+    if len(corners):
+        order = np.argsort(corner_vertex, kind="stable")  # corners grouped by vertex
+        counts = np.bincount(corner_vertex, minlength=num_vertices)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        vertex = corner_vertex[corners]
+        group = counts[vertex]  # corners sharing each crease corner's vertex
+        pair_corner = np.repeat(np.arange(len(corners)), group)
+        offsets = np.arange(len(pair_corner)) - np.repeat(np.cumsum(group) - group, group)
+        pair_face = corner_face[order[np.repeat(starts[vertex], group) + offsets]]
+        own = face_normals[corner_face[corners][pair_corner]]
+        keep = (own * face_normals[pair_face]).sum(axis=1) >= math.cos(math.radians(crease_angle_deg))
+        normals[corners] = sum_per(pair_corner, weighted_normals[pair_face] * keep[:, None], len(corners))
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = np.where(length > 0, normals / np.maximum(length, 1e-30), face_normals[corner_face])
     return normals.reshape(len(faces), 3, 3)
