@@ -1,6 +1,6 @@
 """`python -m training.data build ...`: build a procedural corpus or convert a folder of meshes.
 
-    python -m training.data build --source procedural --num 3000 --out data/procedural --workers 2
+    python -m training.data build --source procedural --num 3000 --out data/procedural [--workers N]
     python -m training.data build --source meshes --input DIR --out data/meshes
 """
 
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--num", type=int, default=100, help="procedural objects (families cycle evenly)")
     build.add_argument("--input", type=Path, default=None, help="folder of OBJ/GLB/PLY/STL files (--source meshes)")
     build.add_argument("--out", type=Path, required=True, help="corpus folder (resumes if it exists)")
-    build.add_argument("--workers", type=int, default=2)
+    build.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default: CPU cores + 1; software GL leaves cores idle)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--views", type=int, default=8, help="random views per object (plus the evaluation view)")
     build.add_argument("--resolution", type=int, default=256, help="render size in pixels")
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = BuildConfig(
         out=args.out, source=args.source, num=args.num, input_dir=args.input, seed=args.seed,
-        workers=args.workers, num_views=args.views, render_resolution=args.resolution, render_msaa=args.msaa,
+        **({} if args.workers is None else {"workers": args.workers}),
+        num_views=args.views, render_resolution=args.resolution, render_msaa=args.msaa,
         scorer_path=args.scorer, retry_failed=args.retry_failed,
         fields=FieldConfig(udf_resolution=args.udf_resolution),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import re
 import time
 import traceback
@@ -44,7 +45,9 @@ class BuildConfig:
     num: int = 100  # procedural objects to build
     input_dir: Path | None = None  # folder of mesh files for source="meshes"
     seed: int = 0  # corpus seed: object i is sample i of `sample_corpus(num, seed)`
-    workers: int = 2
+    # Processes. One more than the cores: software GL leaves a core idle while its rasteriser threads sync
+    # (2 cores, 300 objects: 97 objects/min with 2 workers, 124 with 3).
+    workers: int = field(default_factory=lambda: (os.cpu_count() or 1) + 1)
     num_views: int = 8  # paper §5.1: 8 random views per object
     render_resolution: int = 256
     render_msaa: int = 0  # training views without anti-aliasing: ~2x faster on llvmpipe (eval view keeps 4x)
