@@ -9,7 +9,10 @@ Prints, over the first `--objects` objects of the split:
 - object difference: mean |field(object i) − field(object 0)| at the same query points (object 0's
   supervision points), next to the field's own std. Near 0 means the decoder ignores the latents and
   predicts one average field; it is the earliest sign of a working autoencoder, long before the loss moves.
-- near-surface sign accuracy: share of points with |SDF| < 0.1 on the right side of the surface (0.5 = chance).
+- near-surface sign accuracy: share of points with |SDF| < 0.1 on the right side of the surface (0.5 = chance),
+  then per band of distance to the surface with the mean |error|. A model that knows inside from outside far
+  away but predicts ≈ 0 in a thick band around every surface (it cannot locate the surface yet) shows chance
+  accuracy and an error ≈ |SDF| in the near bands; the bands must improve before any mesh can.
 """
 
 from __future__ import annotations
@@ -59,7 +62,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"posterior: mean |mu| {mean_abs:.3f}, mu spread over tokens {token_spread:.3f}, mean sigma {sigma:.3f}")
     print(f"object difference {difference:.5f} (field std {fields[0].std().item():.5f})")
     print(f"near-surface sign accuracy {np.mean(accuracy):.3f} (0.5 = chance)")
+    raw = -torch.cat(own)  # positive outside, like the data
+    for (low, high), (share, error, count) in zip(SDF_BANDS, band_accuracy(raw, torch.cat([i["sdf"] for i in items]))):
+        print(f"  |SDF| in [{low:g}, {high:g}): sign accuracy {share:.3f}, mean |error| {error:.4f} ({count} points)")
     return 0
+
+
+SDF_BANDS = ((0.0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 0.04), (0.04, 0.0999), (0.0999, float("inf")))
+
+
+def band_accuracy(raw: torch.Tensor, sdf: torch.Tensor) -> list[tuple[float, float, int]]:
+    """Per band of |SDF| (`SDF_BANDS`; the last holds the truncated far field): (share of points on the right
+    side, mean |raw − sdf|, number of points). `raw` and `sdf` are (N,), both positive outside."""
+    rows = []
+    for low, high in SDF_BANDS:
+        band = (sdf.abs() >= low) & (sdf.abs() < high)
+        if not band.any():
+            rows.append((float("nan"), float("nan"), 0))
+            continue
+        right = ((raw < 0) == (sdf < 0))[band].float().mean().item()
+        rows.append((right, (raw - sdf)[band].abs().mean().item(), int(band.sum())))
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""scripts/probe_vae.py: the per-band sign accuracy that shows whether a VAE locates surfaces yet."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_vae.py"
+
+
+def load_probe():
+    spec = importlib.util.spec_from_file_location("probe_vae", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_band_accuracy_separates_a_located_surface_from_a_hedging_band():
+    probe = load_probe()
+    sdf = torch.tensor([-0.003, 0.003, -0.015, 0.015, -0.1, 0.1])
+    exact = probe.band_accuracy(sdf, sdf)
+    assert [row[0] for row in exact if row[2]] == [1.0, 1.0, 1.0]
+    assert all(row[1] == 0.0 for row in exact if row[2])
+    # Knows the far field, predicts a thin positive value near every surface: right only outside.
+    hedging = torch.where(sdf.abs() < 0.0999, torch.full_like(sdf, 1e-4), sdf)
+    rows = probe.band_accuracy(hedging, sdf)
+    assert rows[0][0] == 0.5 and rows[2][0] == 0.5 and rows[-1][0] == 1.0
+    assert math.isclose(rows[2][1], 0.015, abs_tol=2e-4)  # error ≈ |SDF|: the band is not located
+    assert rows[1][2] == 0 and math.isnan(rows[1][0])  # an empty band is reported, not averaged
