@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import build_tiny_training_corpus
 
 from evaluation.results import bar_columns, read_results_folder
 from training import ablations
 from training.ablations import GROUPS_DIR, AblationGroupError, list_groups, load_group, main, run_group
-from triposg.pipelines.random_init import make_random_pipeline
 
 ENGINE = ["train.max_steps=3", "train.batch_size=2", "train.log_every=1", "train.checkpoint_every=3",
           "train.sample_every=0", "train.progress_bar=false", "train.tensorboard=false", "train.warmup_steps=0"]
@@ -29,18 +27,6 @@ TINY_FLOW = ["model.args.width=32", "model.args.num_layers=3", "model.args.num_a
 VAE_EVAL = ["split=train", "limit=1", "num_tokens=16", "num_surface=128", "resolution=32", "num_points=2000"]
 FLOW_EVAL = ["split=train", "limit=2", "num_inference_steps=2", "octree_resolution=32", "sample_tokens=16",
              "fid=off", "recon_num_points=2000"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return build_tiny_training_corpus(tmp_path_factory.mktemp("ablation-corpus"))
-
-
-@pytest.fixture(scope="module")
-def vae_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("vae") / "vae"
-    make_random_pipeline(latent_channels=8).vae.save_pretrained(folder)  # sphere prior: always a surface
-    return folder
 
 
 def test_every_shipped_group_parses_and_resolves_its_configs():
@@ -59,9 +45,10 @@ def test_every_shipped_group_parses_and_resolves_its_configs():
 
 
 @pytest.mark.filterwarnings("ignore:step 3. the decoded field has no surface yet")
-def test_vae_group_end_to_end_then_skips_finished_runs(corpus, tmp_path, capsys, monkeypatch):
+def test_vae_group_end_to_end_then_skips_finished_runs(training_corpus, tmp_path, capsys, monkeypatch):
     out = tmp_path / "results"
-    table = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
+    table = run_group(GROUPS_DIR / "table3-vae.yaml", training_corpus, out,
+                      sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
     assert list(table["variant"]) == ["occupancy", "sdf", "sdf-normal", "sdf-normal-eikonal"]
     assert (table["status"] == "ok").all(), table[["variant", "error"]]
     assert (table["seed"] == "0").all() and (table["max_steps"] == 3).all()
@@ -79,7 +66,8 @@ def test_vae_group_end_to_end_then_skips_finished_runs(corpus, tmp_path, capsys,
 
     monkeypatch.setattr(ablations, "_train", no_training)
     capsys.readouterr()
-    again = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
+    again = run_group(GROUPS_DIR / "table3-vae.yaml", training_corpus, out,
+                      sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
     assert capsys.readouterr().out.count("done before, skipped") == 4
     pd.testing.assert_frame_equal(again, table)
 
@@ -88,7 +76,8 @@ def test_vae_group_end_to_end_then_skips_finished_runs(corpus, tmp_path, capsys,
     interrupted = out / "runs" / "table3-vae" / "sdf-s0"
     shutil.rmtree(interrupted / "vae")
     (interrupted / "result.json").unlink()
-    resumed = run_group(GROUPS_DIR / "table3-vae.yaml", corpus, out, sets=[*ENGINE, *TINY_VAE, "train.max_steps=4"],
+    resumed = run_group(GROUPS_DIR / "table3-vae.yaml", training_corpus, out,
+                        sets=[*ENGINE, *TINY_VAE, "train.max_steps=4"],
                         evaluate_sets=VAE_EVAL)
     steps = pd.read_csv(interrupted / "logs" / "metrics.csv")["step"].tolist()
     assert steps == [1, 2, 3, 4]
@@ -96,9 +85,9 @@ def test_vae_group_end_to_end_then_skips_finished_runs(corpus, tmp_path, capsys,
     assert (resumed.set_index("variant").drop(index="sdf")["max_steps"] == 3).all()
 
 
-def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(corpus, vae_folder, tmp_path):
+def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corpus, vae_folder, tmp_path):
     out = tmp_path / "results"
-    code = main(["run", "table1-skip", "--corpus", str(corpus), "--out", str(out), "--seeds", "0", "1",
+    code = main(["run", "table1-skip", "--corpus", str(training_corpus), "--out", str(out), "--seeds", "0", "1",
                  *[arg for s in [*ENGINE, *TINY_FLOW, f"model.vae={vae_folder}"] for arg in ("--set", s)],
                  *[arg for s in FLOW_EVAL for arg in ("--eval", s)]])
     assert code == 0
@@ -118,12 +107,12 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(corpus, vae_f
     assert bar_columns(table.drop(columns="label"))[1] == "fd_dinov2"
 
 
-def test_a_failing_variant_is_recorded_not_fatal(corpus, tmp_path):
+def test_a_failing_variant_is_recorded_not_fatal(training_corpus, tmp_path):
     group = tmp_path / "broken.yaml"
     group.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants:\n"
                      "  missing-weights: {model.pretrained: /nonexistent/vae}\n")
     out = tmp_path / "results"
-    assert main(["run", str(group), "--corpus", str(corpus), "--out", str(out)]) == 1
+    assert main(["run", str(group), "--corpus", str(training_corpus), "--out", str(out)]) == 1
     table = pd.read_csv(out / "broken.csv")
     assert table.loc[0, "status"] == "failed"
     assert "/nonexistent/vae" in table.loc[0, "error"]
@@ -146,9 +135,9 @@ def test_bad_group_file_gives_a_clear_error(tmp_path, text, message):
         load_group(path)
 
 
-def test_a_typo_in_an_override_fails_before_any_training(corpus, tmp_path, monkeypatch):
+def test_a_typo_in_an_override_fails_before_any_training(training_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("trained despite a bad override"))
     path = tmp_path / "typo.yaml"
     path.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {loss.feild: sdf}}\n")
     with pytest.raises(AblationGroupError, match="valid keys"):
-        run_group(path, corpus, tmp_path / "results")
+        run_group(path, training_corpus, tmp_path / "results")

@@ -7,28 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_training_corpus
 
 from training.engine.checkpoint import list_checkpoints
 from training.train_flow import main
 from triposg.models import TripoSGDiTModel
 from triposg.pipelines import TripoSGPipeline
-from triposg.pipelines.random_init import make_random_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "training" / "configs" / "flow-tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return build_tiny_training_corpus(tmp_path_factory.mktemp("flow-corpus"))
-
-
-@pytest.fixture(scope="module")
-def vae_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("vae") / "vae"
-    make_random_pipeline(latent_channels=8).vae.save_pretrained(folder)  # sphere prior: always a surface
-    return folder
 
 
 def tiny_args(corpus: Path, vae: Path, output_dir: Path, *extra: str) -> list[str]:
@@ -53,9 +39,9 @@ def read_log(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def dense_run(corpus, vae_folder, tmp_path_factory) -> Path:
+def dense_run(training_corpus, vae_folder, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("flow-run")
-    main(tiny_args(corpus, vae_folder, run))
+    main(tiny_args(training_corpus, vae_folder, run))
     return run
 
 
@@ -72,37 +58,38 @@ def test_run_logs_every_term_checkpoints_and_samples(dense_run):
     assert (dense_run / "config.yaml").is_file()
 
 
-def test_exported_pipeline_loads_and_generates(dense_run, corpus):
+def test_exported_pipeline_loads_and_generates(dense_run, training_corpus):
     folder = dense_run / "pipeline"
     for part in ("vae", "transformer", "scheduler", "image_encoder_dinov2", "feature_extractor_dinov2",
                  "generation_config.json"):
         assert (folder / part).exists(), part
     pipe = TripoSGPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
-    image = next(corpus.rglob("eval_rgb.png"))
+    image = next(training_corpus.rglob("eval_rgb.png"))
     output = pipe(str(image), num_inference_steps=2, num_tokens=32, octree_resolution=32, preprocess=False, seed=0)
     assert output.meshes[0] is not None and len(output.meshes[0].faces) > 0
 
 
-def test_cli_generates_from_the_exported_pipeline(dense_run, corpus, tmp_path):
+def test_cli_generates_from_the_exported_pipeline(dense_run, training_corpus, tmp_path):
     from triposg.cli import main as cli_main
 
-    image = next(corpus.rglob("eval_rgb.png"))
+    image = next(training_corpus.rglob("eval_rgb.png"))
     code = cli_main(["generate", str(image), "-o", str(tmp_path), "--model", str(dense_run / "pipeline"),
                      "--device", "cpu"])
     assert code == 0
     assert (tmp_path / f"{image.stem}.glb").is_file()
 
 
-def test_resume_from_latest_continues_the_step_count(dense_run, corpus, vae_folder):
-    main(tiny_args(corpus, vae_folder, dense_run, "train.max_steps=8", "train.sample_every=0") + ["--resume", "latest"])
+def test_resume_from_latest_continues_the_step_count(dense_run, training_corpus, vae_folder):
+    main(tiny_args(training_corpus, vae_folder, dense_run, "train.max_steps=8", "train.sample_every=0")
+         + ["--resume", "latest"])
     assert [int(r["step"]) for r in read_log(dense_run)] == [2, 4, 6, 8]
     assert list_checkpoints(dense_run / "checkpoints")[-1].name == "checkpoint-00000008"
 
 
-def test_moe_upcycling_stage_logs_balance_loss_and_expert_load(dense_run, corpus, vae_folder, tmp_path):
+def test_moe_upcycling_stage_logs_balance_loss_and_expert_load(dense_run, training_corpus, vae_folder, tmp_path):
     run = tmp_path / "moe"
-    main(tiny_args(corpus, vae_folder, run, f"model.upcycle_from={dense_run / 'pipeline'}",
+    main(tiny_args(training_corpus, vae_folder, run, f"model.upcycle_from={dense_run / 'pipeline'}",
                    "model.upcycle_subfolder=transformer", "model.num_experts=4", "model.moe_layers=[2]",
                    f"model.condition.from_pipeline={dense_run / 'pipeline'}",  # frozen encoder path
                    "train.max_steps=2", "train.sample_every=0", "flow.aux_loss_weight=0.05"))
@@ -119,9 +106,9 @@ def test_moe_upcycling_stage_logs_balance_loss_and_expert_load(dense_run, corpus
 
 @pytest.mark.parametrize("objective, scheduler_class", [("ddpm", "TripoSGDDPMScheduler"),
                                                         ("edm", "TripoSGEDMScheduler")])
-def test_ablation_objectives_export_their_scheduler(corpus, vae_folder, tmp_path, objective, scheduler_class):
+def test_ablation_objectives_export_their_scheduler(training_corpus, vae_folder, tmp_path, objective, scheduler_class):
     run = tmp_path / objective
-    main(tiny_args(corpus, vae_folder, run, f"flow.objective={objective}", "train.max_steps=2",
+    main(tiny_args(training_corpus, vae_folder, run, f"flow.objective={objective}", "train.max_steps=2",
                    "train.sample_every=0"))
     assert float(read_log(run)[-1]["flow"]) > 0
     pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
@@ -133,41 +120,42 @@ def test_unknown_config_key_names_the_valid_ones(tmp_path):
         main(["--config", str(TINY_CONFIG), "--set", "flow.objectve=ddpm"])
 
 
-def test_missing_vae_folder_is_a_clear_error(corpus, tmp_path):
+def test_missing_vae_folder_is_a_clear_error(training_corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="model.vae"):
-        main(tiny_args(corpus, tmp_path / "no-vae", tmp_path / "run"))
+        main(tiny_args(training_corpus, tmp_path / "no-vae", tmp_path / "run"))
 
 
-def test_from_scratch_clip_branch_is_trained_and_exported(corpus, vae_folder, tmp_path):
+def test_from_scratch_clip_branch_is_trained_and_exported(training_corpus, vae_folder, tmp_path):
     run = tmp_path / "clip"
     clip = "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, " \
            "image_size: 56, patch_size: 14, projection_dim: 24}"
-    main(tiny_args(corpus, vae_folder, run, f"model.condition.clip_args={clip}", "train.max_steps=2",
+    main(tiny_args(training_corpus, vae_folder, run, f"model.condition.clip_args={clip}", "train.max_steps=2",
                    "train.sample_every=0"))
     pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
     assert pipe.transformer.config.use_cross_attention_2 and pipe.image_encoder_clip is not None
     assert (run / "pipeline" / "feature_extractor_clip").is_dir()
 
 
-def test_latent_cache_is_filled_once_and_then_read(corpus, vae_folder, tmp_path):
+def test_latent_cache_is_filled_once_and_then_read(training_corpus, vae_folder, tmp_path):
     from training.latents import LatentStore, vae_fingerprint
     from triposg.models import TripoSGVAEModel
 
     cache = tmp_path / "latents"
-    main(tiny_args(corpus, vae_folder, tmp_path / "run", f"data.latent_cache={cache}", "train.sample_every=100"))
+    main(tiny_args(training_corpus, vae_folder, tmp_path / "run", f"data.latent_cache={cache}",
+                   "train.sample_every=100"))
     key = vae_fingerprint(TripoSGVAEModel.from_pretrained(vae_folder))
     cached = {m: set(LatentStore(cache, key, m).object_ids()) for m in (16, 32)}
-    assert set().union(*cached.values()) and all(ids <= {p.name for p in (corpus / "objects").iterdir()}
+    assert set().union(*cached.values()) and all(ids <= {p.name for p in (training_corpus / "objects").iterdir()}
                                                  for ids in cached.values())
     files = sorted(cache.rglob("*.safetensors"))
     stamps = [f.stat().st_mtime_ns for f in files]
-    main(tiny_args(corpus, vae_folder, tmp_path / "run2", f"data.latent_cache={cache}", "train.sample_every=100",
-                   "train.max_steps=2"))
+    main(tiny_args(training_corpus, vae_folder, tmp_path / "run2", f"data.latent_cache={cache}",
+                   "train.sample_every=100", "train.max_steps=2"))
     seen_again = [f for f in files if f.exists()]
     assert [f.stat().st_mtime_ns for f in seen_again] == stamps  # read, not re-encoded
 
 
-def test_a_sample_without_surface_warns_and_training_goes_on(corpus, vae_folder, tmp_path):
+def test_a_sample_without_surface_warns_and_training_goes_on(training_corpus, vae_folder, tmp_path):
     # A fresh VAE's field often never crosses zero (no sphere prior): the sample step must not end the run.
     no_surface_vae = tmp_path / "vae"
     from triposg.models import TripoSGVAEModel
@@ -179,5 +167,5 @@ def test_a_sample_without_surface_warns_and_training_goes_on(corpus, vae_folder,
     vae.save_pretrained(no_surface_vae)
     run = tmp_path / "run"
     with pytest.warns(UserWarning, match="no surface yet"):
-        main(tiny_args(corpus, no_surface_vae, run, "train.max_steps=2", "train.sample_every=1"))
+        main(tiny_args(training_corpus, no_surface_vae, run, "train.max_steps=2", "train.sample_every=1"))
     assert (run / "pipeline" / "model_index.json").is_file()
