@@ -33,6 +33,7 @@ import pandas as pd
 from triposg.io import write_bytes_atomic
 
 from .paper_tables import PaperTable, paper_ablation_tables
+from .results import markdown_rows
 
 __all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "read_group_infos", "write_ablation_report"]
 
@@ -155,7 +156,7 @@ def ablation_report(
         CAVEATS, "",
         "## At a glance", "",
         "Pairwise verdicts per group: does the variant the paper finds better also measure better here?", "",
-        _markdown_rows(["Table", "Group", "Metric (paper / ours)", "Runs", "Verdicts"], glance),
+        markdown_rows(["Table", "Group", "Metric (paper / ours)", "Runs", "Verdicts"], glance),
     ]
     if problems:
         header += ["", *[f"- {problem}" for problem in problems]]
@@ -212,7 +213,7 @@ def _group_section(folder: Path, info: GroupInfo, paper: PaperTable) -> tuple[li
         cells = [_format_measured(measured[variant].get(metric)) for metric in metrics]
         table_rows.append([f"`{variant}`", info.paper_rows.get(variant, "—"), str(finished), status, *cells])
     lines += ["Measured (mean ± std over finished seeds):", "",
-              _markdown_rows(["Variant", "Paper row", "Seeds", "Status",
+              markdown_rows(["Variant", "Paper row", "Seeds", "Status",
                               *[f"{METRIC_NAMES.get(m, m)} ({direction[m]} is better)" for m in metrics]],
                              table_rows)]
 
@@ -374,11 +375,4 @@ def _paper_frame(paper: PaperTable) -> pd.DataFrame:
 
 def _markdown(frame: pd.DataFrame) -> str:
     rows = [[_number(v) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
-    return _markdown_rows([str(c) for c in frame.columns], rows)
-
-
-def _markdown_rows(header: list[str], rows: list[list[str]]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+    return markdown_rows([str(c) for c in frame.columns], rows)

@@ -22,6 +22,7 @@ __all__ = [
     "bar_chart",
     "bar_columns",
     "describe_results_folder",
+    "markdown_rows",
     "read_history",
     "read_results_folder",
 ]
@@ -129,3 +130,12 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
     """The CSV history at `path`, or an empty table."""
     path = Path(path)
     return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
+
+
+def markdown_rows(header: list[str], rows: list[list[str]], right_aligned: int = 0) -> str:
+    """A Markdown table from text cells (pipes escaped); the last `right_aligned` columns align right."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    rule = ["---"] * (len(header) - right_aligned) + ["---:"] * right_aligned
+    return "\n".join([line(header), line(rule), *map(line, rows)])

@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from ..results import markdown_rows
+
 INITIAL_RATING = 1000.0  # every rating starts here; the anchor stays here
 ELO_SCALE = 400.0  # a 400-point gap means 10:1 odds
 DEFAULT_PRIOR_WEIGHT = 1e-2  # keeps all-win/all-loss ratings finite; see the module docstring
@@ -304,7 +306,7 @@ def markdown_table(
     indexed = ratings.set_index(["method", "criterion"])
     titles = titles or {}
     header = ["method", *(titles.get(criterion, criterion) for criterion in table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|"]
+    rows = []
     for method in table.index:
         cells = [str(method)]
         for criterion in table.columns:
@@ -315,8 +317,8 @@ def markdown_table(
                 cells.append(f"{row['rating']:.0f}" + (" (fixed)" if row["fixed"] else ""))
             else:
                 cells.append(f"{row['rating']:.0f} [{row['ci_low']:.0f}, {row['ci_high']:.0f}]")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_rows(header, rows, right_aligned=len(table.columns)) + "\n"
 
 
 def _frozen_per_criterion(
