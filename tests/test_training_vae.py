@@ -20,11 +20,11 @@ from training.engine.checkpoint import find_checkpoint, list_checkpoints, save_c
 from training.engine.config import TrainConfig, load_config
 from training.engine.loop import Trainer
 from training.engine.schedule import lr_lambda
-from training.losses import VAELossConfig, vae_loss
+from training.losses import VAELossConfig, routing_loss, vae_loss
 from training.train_vae import VAETrainingConfig, make_loss_fn, train_vae
 from training.data.datasets import FieldDataset, MultiResolutionCollate
 from triposg.models import TripoSGVAEModel
-from triposg.models.vae import DiagonalGaussian
+from triposg.models.vae import DiagonalGaussian, QueryAttention
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_FIELDS = FieldConfig(num_surface=256, num_near=128, num_volume=128, num_on_surface=128, udf_resolution=32)
@@ -121,6 +121,33 @@ def test_occupancy_variant():
 
 # ------------------------------------------------------------------ engine pieces
 
+def test_routing_loss_is_zero_for_the_kernel_and_pulls_attention_towards_near_tokens():
+    generator = torch.Generator().manual_seed(0)
+    query_xyz, token_xyz, sigma = torch.rand(1, 40, 3, generator=generator), torch.rand(1, 12, 3, generator=generator), 0.1
+    kernel = (-torch.cdist(query_xyz, token_xyz).pow(2) / (2 * sigma**2))[:, None].expand(-1, 2, -1, -1)
+    assert routing_loss(kernel + 3.0, query_xyz, token_xyz, sigma).abs() < 1e-5  # softmax ignores offsets
+    uniform = torch.zeros(1, 2, 40, 12, requires_grad=True)
+    loss = routing_loss(uniform, query_xyz, token_xyz, sigma)
+    assert loss > 0.5
+    loss.backward()
+    nearest = torch.cdist(query_xyz, token_xyz)[0].argmin(-1)  # (Q,)
+    step = -uniform.grad[0, 0]  # descent direction per (query, token)
+    assert (step.argmax(-1) == nearest).all()
+
+
+def test_routing_term_switch():
+    query_xyz, target, normals = sphere_batch()
+    raw = SphereField()(query_xyz)
+    config = VAELossConfig(use_kl_loss=False, use_normal_loss=False, use_eikonal_loss=False, use_routing_loss=True)
+    with pytest.raises(ValueError, match="query_attention"):
+        vae_loss(query_xyz, raw, target, normals, config=config)
+    attention = QueryAttention(torch.zeros(2, 1, 400, 5), torch.rand(2, 5, 3))
+    terms = vae_loss(query_xyz, raw, target, normals, config=config, query_attention=attention)
+    torch.testing.assert_close(terms["loss"], terms["sdf"] + config.lambda_routing * terms["routing"])
+    with pytest.raises(ValueError, match="routing_sigma"):
+        VAELossConfig(routing_sigma=0.0)
+
+
 def test_schedule_warmup_then_cosine():
     multiplier = lr_lambda(max_steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
     assert multiplier(0) == pytest.approx(0.1) and multiplier(9) == pytest.approx(1.0)
@@ -191,6 +218,17 @@ def test_tiny_vae_overfits_a_few_shapes(corpus, tmp_path):
     mean_last = {key: sum(row[key] for row in last) / len(last) for key in ("loss", "sdf", "normal")}
     assert mean_last["loss"] < first["loss"] / 3, (first, mean_last)
     assert mean_last["normal"] < 0.5 * first["normal"], (first, mean_last)
+
+
+def test_loss_fn_with_routing_trains_the_query_attention(corpus):
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    batch = MultiResolutionCollate((16,), seed=0)([dataset[0], dataset[1]])
+    config = VAELossConfig(use_normal_loss=False, use_eikonal_loss=False, use_kl_loss=False, use_routing_loss=True)
+    vae = TripoSGVAEModel(**TINY_VAE)
+    terms = make_loss_fn(config)(vae, batch)
+    assert terms["routing"] > 0
+    terms["loss"].backward()
+    assert vae.decoder.blocks[-1].attn2.to_q.weight.grad.abs().sum() > 0
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -94,6 +94,22 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """`x`: (B, L, D) queries; `context`: (B, S, C) for cross-attention. Returns (B, L, D)."""
+        q, k, v = self.project(x, context)
+        out = attention_math(q, k, v)
+        return self.to_out[1](self.to_out[0](out))
+
+    def attention_logits(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The pre-softmax scores q·k/√Dh of `forward`: (B, H, L, S) (S = L for self-attention).
+
+        For diagnostics and training-time losses on where queries look (the softmax over the last dim gives the
+        attention weights `forward` applies)."""
+        q, k, _ = self.project(x, context)
+        return torch.einsum("blhd,bshd->bhls", q, k) / self.head_dim**0.5
+
+    def project(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, L, H, Dh) and k, v (B, S, H, Dh), in the release's head layout, qk-normed when configured."""
         b, l, _ = x.shape
         h, d = self.heads, self.head_dim
         if self.is_cross_attention:
@@ -110,8 +126,7 @@ class Attention(nn.Module):
         if self.norm_q is not None:
             q = self.norm_q(q)
             k = self.norm_k(k)
-        out = attention_math(q, k, v)
-        return self.to_out[1](self.to_out[0](out))
+        return q, k, v
 
 
 class GELUProj(nn.Module):

@@ -72,6 +72,15 @@ class TripoSGDecoderOutput(BaseOutput):
     sample: torch.Tensor
 
 
+@dataclass
+class QueryAttention:
+    """`logits`: (B, H, Q, M) query cross-attention scores; `token_xyz`: (B, M, 3) where each token's input
+    point lies (the farthest-point-sampled surface point its encoder query started from)."""
+
+    logits: torch.Tensor
+    token_xyz: torch.Tensor
+
+
 class TripoSGEncoder(nn.Module):
     """Point cloud (B, N, in_dim) → (B, M, width) tokens."""
 
@@ -120,6 +129,11 @@ class TripoSGDecoder(nn.Module):
         """`tokens`: (B, M, width) decoded; `query_features`: (B, Q, query_dim) → (B, Q, 1) raw values."""
         h, _ = run_block(self, self.blocks[-1], self.proj_query(query_features), tokens)
         return self.proj_out(self.norm_out(h))
+
+    def query_attention_logits(self, tokens: torch.Tensor, query_features: torch.Tensor) -> torch.Tensor:
+        """Scores of the query cross-attention: which tokens each query reads. → (B, H, Q, M)."""
+        block = self.blocks[-1]
+        return block.attn2.attention_logits(block.norm2(self.proj_query(query_features)), tokens)
 
 
 class TripoSGVAEModel(ModelMixin, ConfigMixin):
@@ -233,6 +247,11 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         ]
         return -torch.cat(values, dim=1)
 
+    def query_attention_logits(self, tokens: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        """Pre-softmax scores of the query cross-attention for decoded `tokens` and query points `xyz`
+        (B, Q, 3) → (B, H, Q, M): where each query reads the shape from (diagnostics, the routing loss)."""
+        return self.decoder.query_attention_logits(tokens, self.embedder(xyz))
+
     def decode(
         self, latents: torch.Tensor, sampled_points: torch.Tensor, chunk_size: int = 50_000, return_dict: bool = True
     ) -> TripoSGDecoderOutput | tuple:
@@ -249,8 +268,18 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         num_tokens: int = 2048,
         sample_posterior: bool = True,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """Autoencode: (B, N, 6) surface points, (B, Q, 3) queries → ((B, Q, 1) field, posterior)."""
-        posterior = self.encode(points, num_tokens, generator).latent_dist
+        return_query_attention: bool = False,
+    ) -> tuple[torch.Tensor, DiagonalGaussian] | tuple[torch.Tensor, DiagonalGaussian, QueryAttention]:
+        """Autoencode: (B, N, 6) surface points, (B, Q, 3) queries → ((B, Q, 1) field, posterior).
+
+        With `return_query_attention`, a third item holds the query cross-attention scores and the xyz of the
+        input points the tokens were built from (training-time routing loss)."""
+        encoded = self.encode(points, num_tokens, generator)
+        posterior = encoded.latent_dist
         latents = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(latents, sampled_points).sample, posterior
+        tokens = self.decode_tokens(latents)
+        field = self.query(tokens, sampled_points)
+        if not return_query_attention:
+            return field, posterior
+        token_xyz = torch.gather(points[..., :3], 1, encoded.query_indices[..., None].expand(-1, -1, 3))
+        return field, posterior, QueryAttention(self.query_attention_logits(tokens, sampled_points), token_xyz)
