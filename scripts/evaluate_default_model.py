@@ -42,6 +42,7 @@ from evaluation.normal_fid import (
     pipeline_variant,
     run_normal_fid,
 )
+from evaluation.results import markdown_rows
 from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction
 from triposg.loading import load_pipeline
 from triposg.pipelines.pipeline_triposg import composite_on_white
@@ -86,22 +87,20 @@ def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
 
 
 def markdown(vae_rows: list[dict], table: pd.DataFrame) -> str:
-    lines = ["### VAE reconstruction (test split, [-1, 1] frame)", "",
-             "| tokens | objects | Chamfer ↓ | F-score@0.02 ↑ | normal consistency ↑ |", "|---|---|---|---|---|"]
-    for row in vae_rows:
-        lines.append(f"| {row['tokens']} | {row['objects']} | {row['chamfer']:.4f} | {row['f_score']:.3f} | "
-                     f"{row['normal_consistency']:.3f} |")
+    vae_table = markdown_rows(
+        ["tokens", "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
+        [[row["tokens"], row["objects"], f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
+          f"{row['normal_consistency']:.3f}"] for row in vae_rows], right_aligned=4)
     fd_columns = [column for column in table.columns if column.startswith("fd_")]
-    lines += ["", "### Image-to-3D (test split, 1.8 frame)", "",
-              "| variant | objects | failed | Chamfer ↓ | F-score@0.05 ↑ | normal consistency ↑ | "
-              + " | ".join(f"{c.removeprefix('fd_').replace('_', '-')} FD ↓" for c in fd_columns) + " | s/object |",
-              "|---" * (6 + len(fd_columns)) + "|---|"]
-    for variant, row in table.iterrows():
-        lines.append(f"| {variant} | {int(row['objects'])} | {int(row['failed'])} | {row['chamfer']:.4f} | "
-                     f"{row['f_score']:.3f} | {row['normal_consistency']:.3f} | "
-                     + " | ".join(f"{row[c]:.4g}" for c in fd_columns)
-                     + f" | {row['seconds_per_object']:.2f} |")
-    return "\n".join(lines) + "\n"
+    image_table = markdown_rows(
+        ["variant", "objects", "failed", "Chamfer ↓", "F-score@0.05 ↑", "normal consistency ↑"]
+        + [f"{c.removeprefix('fd_').replace('_', '-')} FD ↓" for c in fd_columns] + ["s/object"],
+        [[variant, int(row["objects"]), int(row["failed"]), f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
+          f"{row['normal_consistency']:.3f}", *(f"{row[c]:.4g}" for c in fd_columns),
+          f"{row['seconds_per_object']:.2f}"] for variant, row in table.iterrows()],
+        right_aligned=6 + len(fd_columns))
+    return "\n".join(["### VAE reconstruction (test split, [-1, 1] frame)", "", vae_table, "",
+                      "### Image-to-3D (test split, 1.8 frame)", "", image_table]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
