@@ -13,6 +13,10 @@ Prints, over the first `--objects` objects of the split:
   then per band of distance to the surface with the mean |error|. A model that knows inside from outside far
   away but predicts ≈ 0 in a thick band around every surface (it cannot locate the surface yet) shows chance
   accuracy and an error ≈ |SDF| in the near bands; the bands must improve before any mesh can.
+- query routing: how many tokens each near-surface query reads in the decoder's cross-attention (per head,
+  exp of the attention entropy) and at what mean distance, next to the nearest token's distance and the mean
+  distance to all tokens. Reading ~half the tokens at about the mean distance means the attention ignores
+  position (the decoder can then only blur the shape); a working decoder reads a few nearby tokens.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = FieldDataset(args.corpus, args.split, num_surface=4096)
     items = [dataset[i] for i in range(min(args.objects, len(dataset)))]
     generator = torch.Generator().manual_seed(0)
-    posteriors = [vae.encode(item["surface"][None], args.num_tokens, generator=generator).latent_dist for item in items]
+    encodings = [vae.encode(item["surface"][None], args.num_tokens, generator=generator) for item in items]
+    posteriors = [encoded.latent_dist for encoded in encodings]
     queries = items[0]["points"][None]  # (1, Q, 3)
     fields = [vae.decode(p.mode(), queries).sample[0, :, 0] for p in posteriors]  # positive inside
     own = [vae.decode(p.mode(), item["points"][None]).sample[0, :, 0] for p, item in zip(posteriors, items)]
@@ -62,10 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"posterior: mean |mu| {mean_abs:.3f}, mu spread over tokens {token_spread:.3f}, mean sigma {sigma:.3f}")
     print(f"object difference {difference:.5f} (field std {fields[0].std().item():.5f})")
     print(f"near-surface sign accuracy {np.mean(accuracy):.3f} (0.5 = chance)")
+    routing = [attention_locality(vae, p, encoded, item, args.num_tokens) for p, encoded, item in
+               zip(posteriors, encodings, items)]
+    tokens, read, nearest, mean = (np.mean([r[i] for r in routing]) for i in range(4))
+    print(f"query routing: reads {tokens:.1f} of {args.num_tokens} tokens per head at mean distance {read:.3f} "
+          f"(nearest token {nearest:.3f}, all tokens {mean:.3f})")
     raw = -torch.cat(own)  # positive outside, like the data
     for (low, high), (share, error, count) in zip(SDF_BANDS, band_accuracy(raw, torch.cat([i["sdf"] for i in items]))):
         print(f"  |SDF| in [{low:g}, {high:g}): sign accuracy {share:.3f}, mean |error| {error:.4f} ({count} points)")
     return 0
+
+
+def attention_locality(vae, posterior, encoded, item, num_tokens: int, max_queries: int = 500) -> tuple[float, ...]:
+    """For near-surface queries (|SDF| < 0.05) of one object: (tokens read per head, mean distance of the read
+    tokens, nearest token's distance, mean distance to all tokens). Token positions are the input points the
+    encoder's queries started from."""
+    queries = item["points"][item["sdf"].abs() < 0.05][:max_queries][None]  # (1, Q, 3)
+    token_xyz = item["surface"][encoded.query_indices[0], :3]  # (M, 3)
+    weights = vae.query_attention_logits(vae.decode_tokens(posterior.mode()), queries)[0].softmax(-1)  # (H, Q, M)
+    return locality_figures(weights, torch.cdist(queries[0], token_xyz))
+
+
+def locality_figures(weights: torch.Tensor, distances: torch.Tensor) -> tuple[float, float, float, float]:
+    """`weights` (H, Q, M) attention, `distances` (Q, M) query–token → the four figures of `attention_locality`."""
+    entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)  # (H, Q)
+    return (entropy.exp().mean().item(), (weights * distances).sum(-1).mean().item(),
+            distances.min(-1).values.mean().item(), distances.mean().item())
 
 
 SDF_BANDS = ((0.0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 0.04), (0.04, 0.0999), (0.0999, float("inf")))

@@ -30,3 +30,14 @@ def test_band_accuracy_separates_a_located_surface_from_a_hedging_band():
     assert rows[0][0] == 0.5 and rows[2][0] == 0.5 and rows[-1][0] == 1.0
     assert math.isclose(rows[2][1], 0.015, abs_tol=2e-4)  # error ≈ |SDF|: the band is not located
     assert rows[1][2] == 0 and math.isnan(rows[1][0])  # an empty band is reported, not averaged
+
+
+def test_locality_figures_tell_a_routing_decoder_from_a_pooling_one():
+    probe = load_probe()
+    distances = torch.rand(20, 64, generator=torch.Generator().manual_seed(0))  # (Q, M)
+    pooling = torch.full((2, 20, 64), 1 / 64)
+    tokens, read, nearest, mean = probe.locality_figures(pooling, distances)
+    assert math.isclose(tokens, 64, rel_tol=1e-4) and math.isclose(read, mean, rel_tol=1e-5)
+    routing = torch.nn.functional.one_hot(distances.argmin(-1), 64).float()[None].expand(2, -1, -1)
+    tokens, read, nearest, _ = probe.locality_figures(routing, distances)
+    assert math.isclose(tokens, 1.0, rel_tol=1e-4) and math.isclose(read, nearest, rel_tol=1e-5)
