@@ -131,7 +131,7 @@ def test_vae_forward_returns_the_query_attention_it_used():
         indices = vae.encode(points, 16, generator=torch.Generator().manual_seed(0)).query_indices
     torch.testing.assert_close(again, field)
     assert attention.logits.shape == (2, 2, 30, 16)  # (B, heads, Q, M)
-    torch.testing.assert_close(attention.token_xyz, torch.gather(points[..., :3], 1, indices[..., None].expand(-1, -1, 3)))
+    torch.testing.assert_close(attention.token_points, torch.gather(points, 1, indices[..., None].expand(-1, -1, 6)))
 
 
 def test_naive_head_split_would_differ():

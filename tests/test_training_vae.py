@@ -141,11 +141,31 @@ def test_routing_term_switch():
     config = VAELossConfig(use_kl_loss=False, use_normal_loss=False, use_eikonal_loss=False, use_routing_loss=True)
     with pytest.raises(ValueError, match="query_attention"):
         vae_loss(query_xyz, raw, target, normals, config=config)
-    attention = QueryAttention(torch.zeros(2, 1, 400, 5), torch.rand(2, 5, 3))
+    attention = QueryAttention(torch.zeros(2, 1, 400, 5), torch.rand(2, 5, 6))
     terms = vae_loss(query_xyz, raw, target, normals, config=config, query_attention=attention)
     torch.testing.assert_close(terms["loss"], terms["sdf"] + config.lambda_routing * terms["routing"])
     with pytest.raises(ValueError, match="routing_sigma"):
         VAELossConfig(routing_sigma=0.0)
+
+
+def test_anchor_term_asks_the_first_latent_channels_for_the_token_points():
+    query_xyz, target, normals = sphere_batch()
+    raw = SphereField()(query_xyz)
+    config = VAELossConfig(use_kl_loss=False, use_normal_loss=False, use_eikonal_loss=False, use_anchor_loss=True)
+    token_points = torch.rand(2, 5, 6)
+    anchored = DiagonalGaussian(torch.cat([token_points, torch.randn(2, 5, 2), torch.zeros(2, 5, 8)], -1))
+    attention = QueryAttention(torch.zeros(2, 1, 400, 5), token_points)
+    terms = vae_loss(query_xyz, raw, target, normals, anchored, config, query_attention=attention)
+    assert terms["anchor"] < 1e-12  # only channels 0-5 are asked for; 6-7 are free
+    shifted = DiagonalGaussian(torch.cat([token_points + 0.5, torch.randn(2, 5, 2), torch.zeros(2, 5, 8)], -1))
+    terms = vae_loss(query_xyz, raw, target, normals, shifted, config, query_attention=attention)
+    torch.testing.assert_close(terms["anchor"], torch.tensor(0.25))
+    torch.testing.assert_close(terms["loss"], terms["sdf"] + config.lambda_anchor * terms["anchor"])
+    with pytest.raises(ValueError, match="token points"):
+        vae_loss(query_xyz, raw, target, normals, shifted, config)
+    with pytest.raises(ValueError, match="at least 6 latent channels"):
+        vae_loss(query_xyz, raw, target, normals, DiagonalGaussian(torch.zeros(2, 5, 8)), config,
+                 query_attention=attention)
 
 
 def test_schedule_warmup_then_cosine():
@@ -220,13 +240,14 @@ def test_tiny_vae_overfits_a_few_shapes(corpus, tmp_path):
     assert mean_last["normal"] < 0.5 * first["normal"], (first, mean_last)
 
 
-def test_loss_fn_with_routing_trains_the_query_attention(corpus):
+def test_loss_fn_with_routing_and_anchor_terms(corpus):
     dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
     batch = MultiResolutionCollate((16,), seed=0)([dataset[0], dataset[1]])
-    config = VAELossConfig(use_normal_loss=False, use_eikonal_loss=False, use_kl_loss=False, use_routing_loss=True)
+    config = VAELossConfig(use_normal_loss=False, use_eikonal_loss=False, use_kl_loss=False, use_routing_loss=True,
+                           use_anchor_loss=True)
     vae = TripoSGVAEModel(**TINY_VAE)
     terms = make_loss_fn(config)(vae, batch)
-    assert terms["routing"] > 0
+    assert terms["routing"] > 0 and terms["anchor"] > 0
     terms["loss"].backward()
     assert vae.decoder.blocks[-1].attn2.to_q.weight.grad.abs().sum() > 0
 

@@ -101,7 +101,7 @@ def make_loss_fn(config: VAELossConfig) -> Callable[[torch.nn.Module, dict[str, 
         query_xyz.requires_grad_(config.needs_input_gradients)
         with input_gradient_context(config):
             decoded, posterior, *attention = model(batch["surface"], query_xyz, num_tokens=batch["num_tokens"],
-                                                   return_query_attention=config.use_routing_loss)
+                                                   return_query_attention=config.use_routing_loss or config.use_anchor_loss)
         raw_field = -decoded[..., 0]  # decode is positive inside; the data's SDF is negative inside
         return vae_loss(query_xyz, raw_field, batch["sdf"], on_surface[..., 3:], posterior, config,
                         query_attention=attention[0] if attention else None)

@@ -74,11 +74,11 @@ class TripoSGDecoderOutput(BaseOutput):
 
 @dataclass
 class QueryAttention:
-    """`logits`: (B, H, Q, M) query cross-attention scores; `token_xyz`: (B, M, 3) where each token's input
-    point lies (the farthest-point-sampled surface point its encoder query started from)."""
+    """`logits`: (B, H, Q, M) query cross-attention scores; `token_points`: (B, M, 6) xyz + normal of the input
+    point each token started from (the farthest-point-sampled surface point of its encoder query)."""
 
     logits: torch.Tensor
-    token_xyz: torch.Tensor
+    token_points: torch.Tensor
 
 
 class TripoSGEncoder(nn.Module):
@@ -272,8 +272,8 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
     ) -> tuple[torch.Tensor, DiagonalGaussian] | tuple[torch.Tensor, DiagonalGaussian, QueryAttention]:
         """Autoencode: (B, N, 6) surface points, (B, Q, 3) queries → ((B, Q, 1) field, posterior).
 
-        With `return_query_attention`, a third item holds the query cross-attention scores and the xyz of the
-        input points the tokens were built from (training-time routing loss)."""
+        With `return_query_attention`, a third item holds the query cross-attention scores and the input points
+        (xyz + normal) the tokens were built from (training-time routing and anchor losses)."""
         encoded = self.encode(points, num_tokens, generator)
         posterior = encoded.latent_dist
         latents = posterior.sample(generator) if sample_posterior else posterior.mode()
@@ -281,5 +281,5 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         field = self.query(tokens, sampled_points)
         if not return_query_attention:
             return field, posterior
-        token_xyz = torch.gather(points[..., :3], 1, encoded.query_indices[..., None].expand(-1, -1, 3))
-        return field, posterior, QueryAttention(self.query_attention_logits(tokens, sampled_points), token_xyz)
+        token_points = torch.gather(points, 1, encoded.query_indices[..., None].expand(-1, -1, points.shape[-1]))
+        return field, posterior, QueryAttention(self.query_attention_logits(tokens, sampled_points), token_points)
