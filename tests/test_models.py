@@ -97,41 +97,27 @@ def reference_attention(x, ctx, attn: Attention):
     return attn.to_out[0](torch.cat(outs, -1))
 
 
-@pytest.mark.parametrize("cross", [False, True])
-def test_head_split_matches_straightforward_computation(cross):
+def random_attention_inputs(cross: bool):
+    """A randomised 3-head attention (qk-norm on) with queries (2, 7, 24) and a context (2, 5, 10) or None."""
     torch.manual_seed(0)
     attn = randomize(Attention(24, heads=3, cross_attention_dim=10 if cross else None, qk_norm=True))
-    x = torch.randn(2, 7, 24)
-    ctx = torch.randn(2, 5, 10) if cross else None
+    return attn, torch.randn(2, 7, 24), torch.randn(2, 5, 10) if cross else None
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_head_split_matches_straightforward_computation(cross):
+    attn, x, ctx = random_attention_inputs(cross)
     torch.testing.assert_close(attn(x, ctx), reference_attention(x, ctx, attn), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_attention_logits_are_the_scores_forward_applies(cross):
-    torch.manual_seed(0)
-    attn = randomize(Attention(24, heads=3, cross_attention_dim=10 if cross else None, qk_norm=True))
-    x = torch.randn(2, 7, 24)
-    ctx = torch.randn(2, 5, 10) if cross else None
+    attn, x, ctx = random_attention_inputs(cross)
     logits = attn.attention_logits(x, ctx)
     assert logits.shape == (2, 3, 7, 5 if cross else 7)
     _, _, v = attn.project(x, ctx)  # (B, S, H, Dh)
     mixed = torch.einsum("bhls,bshd->blhd", logits.softmax(-1), v).flatten(2)
     torch.testing.assert_close(attn.to_out[0](mixed), attn(x, ctx), atol=1e-5, rtol=1e-4)
-
-
-def test_vae_forward_returns_the_query_attention_it_used():
-    vae = randomize(TripoSGVAEModel(**TINY_VAE)).eval()
-    points = torch.cat([torch.rand(2, 100, 3), F.normalize(torch.randn(2, 100, 3), dim=-1)], -1)
-    xyz = torch.rand(2, 30, 3) * 2 - 1
-    with torch.no_grad():
-        field, _ = vae(points, xyz, num_tokens=16, sample_posterior=False,
-                       generator=torch.Generator().manual_seed(0))
-        again, _, attention = vae(points, xyz, num_tokens=16, sample_posterior=False,
-                                  generator=torch.Generator().manual_seed(0), return_query_attention=True)
-        indices = vae.encode(points, 16, generator=torch.Generator().manual_seed(0)).query_indices
-    torch.testing.assert_close(again, field)
-    assert attention.logits.shape == (2, 2, 30, 16)  # (B, heads, Q, M)
-    torch.testing.assert_close(attention.token_points, torch.gather(points, 1, indices[..., None].expand(-1, -1, 6)))
 
 
 def test_naive_head_split_would_differ():
