@@ -17,6 +17,10 @@ Prints, over the first `--objects` objects of the split:
   exp of the attention entropy) and at what mean distance, next to the nearest token's distance and the mean
   distance to all tokens. Reading ~half the tokens at about the mean distance means the attention ignores
   position (the decoder can then only blur the shape); a working decoder reads a few nearby tokens.
+- the mean field per signed-SDF band: it rises with the SDF through 0 when the model locates surfaces, and stays
+  flat (a constant near 0 from inside to outside) when it hedges.
+
+The objects are spread over the split (every len/objects-th), so several families are probed.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     vae = TripoSGVAEModel.from_pretrained(args.vae).eval()
     dataset = FieldDataset(args.corpus, args.split, num_surface=4096)
-    items = [dataset[i] for i in range(min(args.objects, len(dataset)))]
+    stride = max(1, len(dataset) // args.objects)  # spread over the split: it is ordered by family
+    items = [dataset[i] for i in range(0, len(dataset), stride)][:args.objects]
     generator = torch.Generator().manual_seed(0)
     encodings = [vae.encode(item["surface"][None], args.num_tokens, generator=generator) for item in items]
     posteriors = [encoded.latent_dist for encoded in encodings]
@@ -73,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"query routing: reads {tokens:.1f} of {args.num_tokens} tokens per head at mean distance {read:.3f} "
           f"(nearest token {nearest:.3f}, all tokens {mean:.3f})")
     raw = -torch.cat(own)  # positive outside, like the data
-    for (low, high), (share, error, count) in zip(SDF_BANDS, band_accuracy(raw, torch.cat([i["sdf"] for i in items]))):
+    sdfs = [item["sdf"] for item in items]
+    for (low, high), (share, error, count) in zip(SDF_BANDS, band_accuracy(raw, torch.cat(sdfs))):
         print(f"  |SDF| in [{low:g}, {high:g}): sign accuracy {share:.3f}, mean |error| {error:.4f} ({count} points)")
+    print("mean field by signed distance (follows the SDF when surfaces are located; flat when the model hedges):")
+    for (low, high), mean in zip(zip(SIGNED_EDGES[:-1], SIGNED_EDGES[1:]), signed_band_means(raw, torch.cat(sdfs))):
+        print(f"  SDF in [{low:+.3f}, {high:+.3f}): mean field {mean:+.4f}")
     return 0
 
 
@@ -96,6 +105,18 @@ def locality_figures(weights: torch.Tensor, distances: torch.Tensor) -> tuple[fl
 
 
 SDF_BANDS = ((0.0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 0.04), (0.04, 0.0999), (0.0999, float("inf")))
+
+
+SIGNED_EDGES = (-0.0999, -0.03, -0.01, 0.0, 0.01, 0.03, 0.0999)
+
+
+def signed_band_means(raw: torch.Tensor, sdf: torch.Tensor) -> list[float]:
+    """Mean raw field per signed-SDF band between `SIGNED_EDGES` (NaN for an empty band); both positive outside."""
+    means = []
+    for low, high in zip(SIGNED_EDGES[:-1], SIGNED_EDGES[1:]):
+        band = (sdf >= low) & (sdf < high)
+        means.append(raw[band].mean().item() if band.any() else float("nan"))
+    return means
 
 
 def band_accuracy(raw: torch.Tensor, sdf: torch.Tensor) -> list[tuple[float, float, int]]:

@@ -41,3 +41,13 @@ def test_locality_figures_tell_a_routing_decoder_from_a_pooling_one():
     routing = torch.nn.functional.one_hot(distances.argmin(-1), 64).float()[None].expand(2, -1, -1)
     tokens, read, nearest, _ = probe.locality_figures(routing, distances)
     assert math.isclose(tokens, 1.0, rel_tol=1e-4) and math.isclose(read, nearest, rel_tol=1e-5)
+
+
+def test_signed_band_means_follow_a_located_field_and_are_flat_for_a_hedging_one():
+    probe = load_probe()
+    sdf = torch.linspace(-0.099, 0.099, 400)
+    located = probe.signed_band_means(sdf, sdf)
+    assert all(a < b for a, b in zip(located, located[1:]))
+    assert located[0] < -0.03 and located[-1] > 0.03
+    hedging = probe.signed_band_means(torch.full_like(sdf, -0.001), sdf)
+    assert max(hedging) - min(hedging) < 1e-6
