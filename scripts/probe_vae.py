@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.data.datasets import FieldDataset
+from training.data.datasets import FieldDataset, spread_indices
 from triposg.models import TripoSGVAEModel
 
 
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     vae = TripoSGVAEModel.from_pretrained(args.vae).eval()
     dataset = FieldDataset(args.corpus, args.split, num_surface=4096)
-    stride = max(1, len(dataset) // args.objects)  # spread over the split: it is ordered by family
-    items = [dataset[i] for i in range(0, len(dataset), stride)][:args.objects]
+    items = [dataset[i] for i in spread_indices(len(dataset), args.objects)]
     generator = torch.Generator().manual_seed(0)
     encodings = [vae.encode(item["surface"][None], args.num_tokens, generator=generator) for item in items]
     posteriors = [encoded.latent_dist for encoded in encodings]
@@ -105,8 +104,6 @@ def locality_figures(weights: torch.Tensor, distances: torch.Tensor) -> tuple[fl
 
 
 SDF_BANDS = ((0.0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 0.04), (0.04, 0.0999), (0.0999, float("inf")))
-
-
 SIGNED_EDGES = (-0.0999, -0.03, -0.01, 0.0, 0.01, 0.03, 0.0999)
 
 

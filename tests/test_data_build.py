@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from training.data.__main__ import main as data_cli
 from training.data.build import BuildConfig, run_build
-from training.data.datasets import FieldDataset, ImageViewDataset, MultiResolutionCollate, collate_views
+from training.data.datasets import FieldDataset, ImageViewDataset, MultiResolutionCollate, collate_views, spread_indices
 from training.data.fields import FieldConfig
 from training.data.manifest import (
     SPLITS,
@@ -146,3 +146,9 @@ def test_cli_builds_and_reports(tmp_path, capsys):
     assert len(read_manifest(tmp_path / "c")) == 2
     assert data_cli(["build", "--source", "meshes", "--input", str(tmp_path / "none"), "--out",
                      str(tmp_path / "m")]) == 2
+
+
+def test_spread_indices_cover_the_split_not_its_head():
+    assert spread_indices(100, 4) == [0, 25, 50, 75]
+    assert spread_indices(3, 8) == [0, 1, 2]  # fewer items than asked: all of them
+    assert spread_indices(10, 3) == [0, 3, 6]

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from triposg.models import TripoSGVAEModel
 
-from .data.datasets import FieldDataset
+from .data.datasets import FieldDataset, spread_indices
 
 
 @torch.no_grad()
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     vae = TripoSGVAEModel.from_pretrained(args.vae).eval()
     dataset = FieldDataset(args.corpus, args.split, num_surface=args.num_surface)
-    count = min(args.objects, len(dataset))
-    step = max(1, len(dataset) // count)  # spread over the split (it is ordered by family)
-    surfaces = [dataset[i]["surface"] for i in range(0, len(dataset), step)][:count]
+    surfaces = [dataset[i]["surface"] for i in spread_indices(len(dataset), args.objects)]
     mean, std = latent_statistics(vae, surfaces, args.num_tokens)
     print(f"before: channel means {mean.abs().mean():.3f} (mean |m|), stds {std.min():.3f}–{std.max():.3f}")
     fold_latent_standardization(vae, mean, std)

@@ -9,7 +9,7 @@
 Optional, not in the paper: a **routing** term, KL(t ‖ softmax(scores)) per query and head of the decoder's
 query cross-attention, with t ∝ exp(−|x − p_m|² / 2σ²) over the tokens' source points p_m. A small VAE trained
 from scratch on a CPU budget leaves that attention position-agnostic for thousands of steps (each query reads
-~40–100 of 256 tokens, at the mean distance of all of them; measured at step 2,500), so it hedges ≈ 0 near every
+34–117 of 256 tokens per head, at about the mean distance of all of them; measured at step 2,500), so it hedges ≈ 0 near every
 surface. The term teaches queries to read the tokens around them; the architecture is unchanged, so weights
 trained with it are ordinary TripoSG VAE weights.
 

@@ -37,6 +37,13 @@ def usable_rows(corpus: str | Path, split: str | None, include_flagged: bool) ->
     return root, rows
 
 
+def spread_indices(length: int, count: int) -> list[int]:
+    """Up to `count` indices spread evenly over `range(length)` (every length//count-th). Splits are ordered by
+    family, so the first `count` objects would all be of one family."""
+    step = max(1, length // max(1, count))
+    return list(range(0, length, step))[:count]
+
+
 class FieldDataset(Dataset):
     """Per object: `surface` (S, 6) xyz+normal, `points` (Q, 3) with `sdf` (Q,) (near-surface and volume
     points, usual sign: negative inside), `on_surface` (O, 6) xyz+normal, `object_id`.
