@@ -225,6 +225,10 @@ def add_vae_recon_parser(commands: argparse._SubParsersAction) -> argparse.Argum
     )
     parser.add_argument("--vae", type=Path, default=None,
                         help="a VAE folder or a pipeline folder with a vae/ subfolder (default: the embedded model)")
+    parser.add_argument("--local-plane-oracle", type=float, default=None, nargs="?", const=0.0, metavar="SIGMA",
+                        help="instead of a VAE, the reference decoder of evaluation.token_oracle: the tangent plane "
+                             "of the nearest of M surface tokens (no value), or planes averaged with a Gaussian of "
+                             "width SIGMA; tells how much of the corpus M tokens can carry")
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder built by python -m training.data")
     parser.add_argument("--split", default="test")
     parser.add_argument("--num-tokens", type=int, default=256, help="latent tokens M")
@@ -253,7 +257,15 @@ def load_vae(path: Path | None):
 def run_vae_recon_command(args: argparse.Namespace) -> int:
     from .vae_recon import run_vae_reconstruction, summarize_reconstruction
 
-    table = run_vae_reconstruction(load_vae(args.vae), args.corpus, args.split, num_tokens=args.num_tokens,
+    if args.local_plane_oracle is not None:
+        if args.vae is not None:
+            raise ValueError("give either --vae or --local-plane-oracle, not both")
+        from .token_oracle import LocalPlaneVAE
+
+        vae = LocalPlaneVAE(sigma=args.local_plane_oracle or None)
+    else:
+        vae = load_vae(args.vae)
+    table = run_vae_reconstruction(vae, args.corpus, args.split, num_tokens=args.num_tokens,
                                    num_surface=args.num_surface, resolution=args.resolution, limit=args.limit)
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Baselines (zeroed image condition, majority-occupancy mean shape) and the VAE reconstruction protocol."""
+"""Baselines (zeroed image condition, majority-occupancy mean shape), the VAE reconstruction protocol and the
+local-plane token oracle."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from evaluation.__main__ import main as evaluation_cli
 from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, unconditional_variant, zero_image_condition
 from evaluation.metrics import reconstruction_metrics
 from evaluation.normal_fid import pipeline_variant
+from evaluation.token_oracle import LocalPlaneVAE, plane_field
 from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction
 from training.data.build import BuildConfig, run_build
 from training.data.fields import FieldConfig
@@ -125,6 +127,38 @@ def test_vae_reconstruction_scores_a_perfect_and_a_wrong_reconstruction(sphere_c
     assert perfect.loc[0, "status"] == "ok" and perfect.loc[0, "family"] == "sphere"
     assert perfect.loc[0, "f_score"] > 0.95 and perfect.loc[0, "normal_consistency"] > 0.95
     assert wrong.loc[0, "f_score"] < 0.2 and wrong.loc[0, "chamfer"] > 5 * perfect.loc[0, "chamfer"]
+
+
+def test_plane_field_is_the_signed_distance_to_a_flat_wall():
+    grid = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 9), torch.linspace(-1, 1, 9), indexing="ij"), -1)
+    tokens = torch.cat([grid.reshape(-1, 2), torch.zeros(81, 1)], -1)  # the plane z = 0, normals +z
+    normals = torch.tensor([0.0, 0.0, 1.0]).expand(81, 3)
+    queries = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    for sigma in (None, 0.05):
+        assert torch.allclose(plane_field(queries, tokens, normals, sigma), queries[:, 2], atol=1e-5)
+    flipped = plane_field(queries, tokens, -normals)  # the side comes from the normals
+    assert torch.allclose(flipped, -queries[:, 2], atol=1e-5)
+    with pytest.raises(ValueError, match="sigma"):
+        plane_field(queries, tokens, normals, 0.0)
+
+
+def test_local_plane_oracle_improves_with_the_token_count(sphere_corpus):
+    kwargs = dict(split="test", resolution=48, num_points=8192, threshold=0.05, progress=False)
+    coarse = run_vae_reconstruction(LocalPlaneVAE(), sphere_corpus, num_tokens=6, **kwargs)
+    fine = run_vae_reconstruction(LocalPlaneVAE(sigma=0.05), sphere_corpus, num_tokens=512, **kwargs)
+    assert coarse.loc[0, "status"] == fine.loc[0, "status"] == "ok"
+    assert fine.loc[0, "f_score"] > 0.9 and fine.loc[0, "normal_consistency"] > 0.95
+    # Six tangent planes of a sphere make a cube-like cell: far from the surface in places, normals off.
+    assert coarse.loc[0, "f_score"] < fine.loc[0, "f_score"] - 0.2
+    assert coarse.loc[0, "chamfer"] > 2 * fine.loc[0, "chamfer"]
+
+
+def test_vae_recon_command_runs_the_local_plane_oracle(sphere_corpus, capsys):
+    assert evaluation_cli(["vae-recon", "--local-plane-oracle", "--corpus", str(sphere_corpus), "--num-tokens", "64",
+                           "--resolution", "32"]) == 0
+    assert "f_score" in capsys.readouterr().out
+    assert evaluation_cli(["vae-recon", "--local-plane-oracle", "0.05", "--vae", str(sphere_corpus),
+                           "--corpus", str(sphere_corpus)]) == 2  # one source of fields, not two
 
 
 def test_a_shape_without_surface_counts_as_zero():
