@@ -18,6 +18,7 @@ from training.data.build import BuildConfig, run_build
 from training.data.fields import FieldConfig
 from training.engine.checkpoint import find_checkpoint, list_checkpoints, save_checkpoint
 from training.engine.config import TrainConfig, load_config
+from training.engine.logging import MetricLogger
 from training.engine.loop import Trainer
 from training.engine.schedule import lr_lambda
 from training.losses import VAELossConfig, routing_loss, vae_loss
@@ -276,6 +277,19 @@ def test_kill_and_resume_continues_exactly(corpus, tmp_path):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
     assert straight.ema.num_updates == resumed.ema.num_updates == 6
     assert [int(row["step"]) for row in read_csv(interrupted_dir / "logs" / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_metric_log_widens_its_header_when_a_resumed_run_adds_a_term(tmp_path):
+    log = MetricLogger(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        log.log(step, {"loss": 0.5, "sdf": 0.25})
+    resumed = MetricLogger(tmp_path, tensorboard=False, resume_step=2)  # step 3 came after the checkpoint
+    resumed.log(3, {"loss": 0.4, "sdf": 0.2, "routing": 0.1})
+    resumed.log(4, {"loss": 0.3, "routing": 0.05})  # a term may also be missing from a row
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert list(rows[0]) == ["step", "loss", "sdf", "routing"]
+    assert [(r["step"], r["sdf"], r["routing"]) for r in rows] == [
+        ("1", "0.25", ""), ("2", "0.25", ""), ("3", "0.2", "0.1"), ("4", "", "0.05")]
 
 
 # ------------------------------------------------------------------ two-process DDP on CPU (gloo)

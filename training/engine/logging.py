@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
-import warnings
+import io
 from pathlib import Path
 from typing import Any
+
+from triposg.io import write_bytes_atomic
 
 
 class MetricLogger:
     """Append rows `{step, <terms>...}` to `<log_dir>/metrics.csv` (and TensorBoard events when available).
 
-    The columns are fixed by the first row written; on resume, rows after `resume_step` (logged after the
-    last checkpoint by the killed run) are dropped so the file reads as one continuous run.
+    The columns are those of the first row written, widened when a later row brings new terms (e.g. a run
+    resumed with another loss term on: earlier rows get empty cells). On resume, rows after `resume_step`
+    (logged after the last checkpoint by the killed run) are dropped so the file reads as one continuous run.
     Inactive (does nothing) when `enabled` is False, e.g. on ranks other than 0.
     """
 
@@ -35,15 +38,23 @@ class MetricLogger:
             except ImportError:  # the tensorboard package is optional; the CSV always exists
                 self.writer = None
 
-    def _truncate(self, resume_step: int) -> None:
+    def _read(self) -> list[dict[str, str]]:
         with self.path.open(newline="") as file:
             reader = csv.DictReader(file)
-            self.columns = reader.fieldnames
-            rows = [row for row in reader if int(row["step"]) <= resume_step]
-        with self.path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(rows)
+            rows = list(reader)
+            self.columns = list(reader.fieldnames or ["step"])
+        return rows
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_bytes_atomic(self.path, text.getvalue().encode())
+
+    def _truncate(self, resume_step: int) -> None:
+        rows = self._read()
+        self._rewrite([row for row in rows if int(row["step"]) <= resume_step])
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
@@ -52,11 +63,13 @@ class MetricLogger:
         new_file = self.columns is None
         if new_file:
             self.columns = list(row)
-        extra = set(row) - set(self.columns)
-        if extra:
-            warnings.warn(f"metrics {sorted(extra)} are not in the CSV header of {self.path}; not written")
+        extra = [key for key in row if key not in self.columns]
+        if extra:  # new terms: widen the header, earlier rows keep empty cells
+            rows = self._read()
+            self.columns += extra
+            self._rewrite(rows)
         with self.path.open("a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(file, fieldnames=self.columns, restval="")
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
