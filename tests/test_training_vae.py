@@ -253,6 +253,23 @@ def test_loss_fn_with_routing_and_anchor_terms(corpus):
     assert vae.decoder.blocks[-1].attn2.to_q.weight.grad.abs().sum() > 0
 
 
+def test_gradient_losses_switch_on_at_their_step(corpus):
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    batch = MultiResolutionCollate((16,), seed=0)([dataset[0], dataset[1]])
+    config = VAELossConfig(use_kl_loss=False, gradient_losses_from_step=100)
+    assert not config.at_step(99).needs_input_gradients and config.at_step(100) is config
+    step = [99]
+    loss_fn = make_loss_fn(config, lambda: step[0])
+    vae = TripoSGVAEModel(**TINY_VAE)
+    before = loss_fn(vae, batch)
+    step[0] = 100
+    after = loss_fn(vae, batch)
+    assert "normal" not in before and "eikonal" not in before
+    assert after["normal"] > 0 and after["eikonal"] > 0 and after["loss"] > before["loss"]
+    with pytest.raises(ValueError, match="gradient_losses_from_step"):
+        VAELossConfig(gradient_losses_from_step=-1)
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as file:
         return list(csv.DictReader(file))

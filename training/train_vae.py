@@ -92,10 +92,16 @@ def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
     return vae
 
 
-def make_loss_fn(config: VAELossConfig) -> Callable[[torch.nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
-    """`compute_loss(model, batch)` for the trainer: one forward over supervision + on-surface queries."""
+def make_loss_fn(
+    loss_config: VAELossConfig, current_step: Callable[[], int] = lambda: 0
+) -> Callable[[torch.nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
+    """`compute_loss(model, batch)` for the trainer: one forward over supervision + on-surface queries.
+
+    `current_step()` gives the training step, for the terms switched on later (`loss.gradient_losses_from_step`).
+    """
 
     def compute_loss(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        config = loss_config.at_step(current_step())
         on_surface = batch["on_surface"]  # (B, O, 6) xyz + outward normal
         query_xyz = torch.cat([batch["points"], on_surface[..., :3]], dim=1)  # (B, Q + O, 3)
         query_xyz.requires_grad_(config.needs_input_gradients)
@@ -154,8 +160,9 @@ def train_vae(config: VAETrainingConfig, resume: str | None = None) -> Trainer:
                            include_flagged=data.include_flagged)
     collate = MultiResolutionCollate(data.token_counts, seed=config.train.seed)
     sample_tokens = config.sample.num_tokens or max(data.token_counts)
+    # The loss reads the step from the trainer it is handed to (the closure resolves `trainer` at call time).
     trainer = Trainer(
-        config.train, vae, dataset, make_loss_fn(config.loss), collate_fn=collate,
+        config.train, vae, dataset, make_loss_fn(config.loss, lambda: trainer.step), collate_fn=collate,
         sample_fn=make_sample_fn(validation_surface(data), sample_tokens, config.sample),
         stateful={"token_count_rng": PythonRandomState(collate.rng)},
     )
