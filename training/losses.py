@@ -61,8 +61,8 @@ class VAELossConfig:
     lambda_routing: float = 0.01
     routing_sigma: float = 0.05  # width of the target attention kernel around each query, in object units
     # Two-phase schedule (not in the paper): the normal and eikonal terms switch on at this training step. A
-    # CPU-budget VAE fits the field faster without them (each step costs half as much, and at the paper's weight
-    # from step 0 they made the SDF term 3x worse), but then hedges ≈ 0 across the band around every surface;
+    # CPU-budget VAE fits the field faster without them (no double backward, and at the paper's weight from
+    # step 0 they made the SDF term 3x worse), but then hedges ≈ 0 across the band around every surface;
     # switched on later they give the field its slope within a few hundred steps.
     gradient_losses_from_step: int = 0
 
