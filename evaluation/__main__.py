@@ -234,6 +234,8 @@ def add_vae_recon_parser(commands: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--num-tokens", type=int, default=256, help="latent tokens M")
     parser.add_argument("--num-surface", type=int, default=4096, help="encoder input points per object")
     parser.add_argument("--resolution", type=int, default=128, help="extraction grid cells per side")
+    parser.add_argument("--per-family", type=int, default=None,
+                        help="evaluate only the first N objects of each family (a family-balanced sample)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N objects")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-object table here")
     parser.set_defaults(run=run_vae_recon_command)
@@ -266,7 +268,8 @@ def run_vae_recon_command(args: argparse.Namespace) -> int:
     else:
         vae = load_vae(args.vae)
     table = run_vae_reconstruction(vae, args.corpus, args.split, num_tokens=args.num_tokens,
-                                   num_surface=args.num_surface, resolution=args.resolution, limit=args.limit)
+                                   num_surface=args.num_surface, resolution=args.resolution, limit=args.limit,
+                                   per_family=args.per_family)
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)

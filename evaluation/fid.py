@@ -13,7 +13,8 @@ without it a `MissingInceptionWeightsError` names the file, the variable and the
 Any other feature extractor gives a Fréchet distance labelled with its name, never "fid":
 `compute_folder_fd` runs a clean-fid-style feature model (what clean-fid calls `custom_feat_extractor`)
 through clean-fid's folder and resizing pipeline; `compute_feature_fd` takes images in memory or a folder
-and a callable on uint8 batches, e.g. `dinov2_extractor(pipe)` for FD-DINOv2 (Stein et al. 2023).
+and a callable on uint8 batches, e.g. `dinov2_extractor(pipe)` for FD-DINOv2 (Stein et al. 2023), or
+`pixel_extractor(16)`: the normal map itself, downsampled, needing no weights at all.
 """
 
 from __future__ import annotations
@@ -308,6 +309,24 @@ def dinov2_extractor(pipe_or_model, processor=None) -> BatchFeatureExtractor:
             output = model(pixels.to(device=parameter.device, dtype=parameter.dtype))
         cls_token = output.pooler_output if output.pooler_output is not None else output.last_hidden_state[:, 0]
         return cls_token.float().cpu().numpy()
+
+    return extract
+
+
+def pixel_extractor(size: int = 16) -> BatchFeatureExtractor:
+    """A `compute_feature_fd` extractor needing no weights: each image box-downsampled to `size`×`size`,
+    its RGB values scaled to [-1, 1] and flattened ((B, size·size·3) features).
+
+    For normal maps this compares where the surface faces which way, coarsely: a Fréchet distance any
+    installation can compute, where no trained encoder sees normal maps the way Inception does for FID.
+    """
+    if size < 1:
+        raise ValueError(f"pixel_extractor size must be at least 1, got {size}")
+
+    def extract(images: np.ndarray) -> np.ndarray:
+        small = [np.asarray(Image.fromarray(image).convert("RGB").resize((size, size), Image.BOX), np.float32)
+                 for image in images]
+        return (np.stack(small).reshape(len(small), -1) / 127.5 - 1.0).astype(np.float32)
 
     return extract
 

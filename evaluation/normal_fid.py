@@ -78,6 +78,7 @@ from .fid import (
     compute_feature_fd,
     compute_fid,
     dinov2_extractor,
+    pixel_extractor,
     resolve_inception_weights,
 )
 from .metrics import SurfaceLike, reconstruction_metrics
@@ -104,6 +105,7 @@ __all__ = [
     "mesh_test_set",
     "model_identity",
     "pipeline_variant",
+    "pixel_named_extractor",
     "run_normal_fid",
     "safe_extract_zip",
 ]
@@ -509,6 +511,11 @@ def load_model_variant(
 def dinov2_named_extractor(pipe: TripoSGPipeline, source: str) -> NamedExtractor:
     """FD-DINOv2 over the DINOv2 encoder of a loaded pipeline (`evaluation.fid.dinov2_extractor`)."""
     return NamedExtractor("FD-DINOv2", dinov2_extractor(pipe), f"DINOv2 encoder of {source}")
+
+
+def pixel_named_extractor(size: int = 16) -> NamedExtractor:
+    """FD-pixels<size> over the normal maps themselves, downsampled (`evaluation.fid.pixel_extractor`)."""
+    return NamedExtractor(f"FD-pixels{size}", pixel_extractor(size), f"no encoder: {size}x{size} RGB pixels")
 
 
 @dataclass

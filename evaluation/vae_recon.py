@@ -43,6 +43,14 @@ def reconstruct(vae: TripoSGVAEModel, surface: np.ndarray, num_tokens: int, reso
     return latent_to_mesh(vae, encode_surface(vae, surface, num_tokens, seed), resolution)
 
 
+def select_rows(rows: pd.DataFrame, per_family: int | None = None, limit: int | None = None) -> pd.DataFrame:
+    """The first `per_family` manifest rows of each family (a family-balanced sample: manifests list the
+    families in blocks, so a plain `limit` would take one or two families), then the first `limit`."""
+    if per_family is not None:
+        rows = rows.groupby("family", sort=False).head(per_family)
+    return rows if limit is None else rows.head(limit)
+
+
 def run_vae_reconstruction(
     vae: TripoSGVAEModel,
     corpus: str | Path,
@@ -55,15 +63,17 @@ def run_vae_reconstruction(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    per_family: int | None = None,
 ) -> pd.DataFrame:
     """One row per object: object_id, family, chamfer, f_score, precision, recall, normal_consistency,
-    seconds, status ("ok" or "no surface"). See the module docstring for the protocol."""
+    seconds, status ("ok" or "no surface"). See the module docstring for the protocol.
+
+    `per_family` and `limit`: see `select_rows`."""
     from training.data.datasets import usable_rows
     from training.data.fields import FieldData
 
     root, rows = usable_rows(corpus, split, include_flagged=False)
-    if limit is not None:
-        rows = rows.head(limit)
+    rows = select_rows(rows, per_family, limit)
     vae = vae.eval()
     rng = np.random.default_rng(seed)
     records = []

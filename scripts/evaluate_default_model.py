@@ -1,7 +1,7 @@
 """Measure a pipeline the way the default model's card reports it, and write the tables and figures.
 
     python scripts/evaluate_default_model.py --model runs/default-flow/pipeline --corpus data/procedural \
-        --out runs/default-eval [--per-family 4] [--vae-limit 200]
+        --out runs/default-eval [--per-family 4] [--vae-per-family 4] [--vae-limit 200]
 
 On the held-out test split (never trained on; quality-flagged objects excluded):
 
@@ -11,8 +11,9 @@ On the held-out test split (never trained on; quality-flagged objects excluded):
    (`--per-family` objects of each family): the model, the same model with the image condition zeroed
    (`evaluation.baselines.unconditional_variant`) and a fixed mean shape of the training split
    (`evaluation.baselines.mean_occupancy_shape`). Chamfer / F-score@0.05 / normal consistency against
-   the ground-truth surface in the 1.8 frame, and the Fréchet distance of normal maps in the feature
-   space of the model's own DINOv2 encoder (FD-DINOv2; the same encoder for every variant). FID with
+   the ground-truth surface in the 1.8 frame, and Fréchet distances of the normal maps: over the maps
+   themselves downsampled to 16×16 (FD-pixels16, no weights needed) and in the feature space of the
+   model's own DINOv2 encoder (FD-DINOv2; the same encoder for every variant). FID with
    Inception features is added when local Inception weights are configured (`TRIPOSG_INCEPTION_WEIGHTS`).
    → `normal_fid/<variant>/...`, `image_to_3d.csv`.
 3. `samples.png`: input image, ground-truth normals and generated normals for one object per family.
@@ -40,6 +41,7 @@ from evaluation.normal_fid import (
     dinov2_named_extractor,
     model_identity,
     pipeline_variant,
+    pixel_named_extractor,
     run_normal_fid,
 )
 from evaluation.results import markdown_rows
@@ -61,10 +63,12 @@ def balanced_subset(test_set, per_family: int):
     return dataclasses.replace(test_set, objects=objects, name=f"{test_set.name}, {per_family} per family")
 
 
-def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, out: Path) -> list[dict]:
+def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, per_family: int | None,
+               out: Path) -> list[dict]:
     rows = []
     for tokens in (num_tokens, 2 * num_tokens):
-        table = run_vae_reconstruction(pipe.vae, corpus, "test", num_tokens=tokens, limit=limit)
+        table = run_vae_reconstruction(pipe.vae, corpus, "test", num_tokens=tokens, limit=limit,
+                                       per_family=per_family)
         table.to_csv(out / f"vae_recon_{tokens}.csv", index=False)
         rows.append({"tokens": tokens, **summarize_reconstruction(table)})
         print(f"VAE reconstruction, M={tokens}: {rows[-1]}")
@@ -110,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-family", type=int, default=4, help="test objects per family for image-to-3D")
     parser.add_argument("--vae-limit", type=int, default=None, help="test objects for VAE reconstruction")
+    parser.add_argument("--vae-per-family", type=int, default=None,
+                        help="VAE reconstruction on the first N test objects of each family (before --vae-limit)")
     parser.add_argument("--skip-vae", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
-    vae_rows = [] if args.skip_vae else vae_tables(pipe, args.corpus, defaults.num_tokens, args.vae_limit, args.out)
+    vae_rows = [] if args.skip_vae else vae_tables(pipe, args.corpus, defaults.num_tokens, args.vae_limit,
+                                                     args.vae_per_family, args.out)
 
     test_set = balanced_subset(corpus_test_set(args.corpus, "test"), args.per_family)
     identity = model_identity(args.model)
@@ -127,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         "unconditional": unconditional_variant(pipe, defaults, identity),
         "mean shape": mean_shape_variant(mean_mesh, {"corpus": str(args.corpus), "split": "train"}),
     }
-    extractor = dinov2_named_extractor(pipe, "the evaluated model")
+    extractors = [pixel_named_extractor(16), dinov2_named_extractor(pipe, "the evaluated model")]
     rows, run_dirs = {}, {}
     for name, variant in variants.items():
         run_dir = args.out / "normal_fid" / name.replace(" ", "_")
-        result = run_normal_fid(test_set, variant, run_dir, NormalFidConfig(), extractors=[extractor])
+        result = run_normal_fid(test_set, variant, run_dir, NormalFidConfig(), extractors=extractors)
         run_dirs[name] = run_dir
         metrics = result.summary["metrics"]
         per_object = result.per_object

@@ -15,7 +15,7 @@ from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, uncon
 from evaluation.metrics import reconstruction_metrics
 from evaluation.normal_fid import pipeline_variant
 from evaluation.token_oracle import LocalPlaneVAE, plane_field
-from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction
+from evaluation.vae_recon import run_vae_reconstruction, select_rows, summarize_reconstruction
 from training.data.build import BuildConfig, run_build
 from training.data.fields import FieldConfig
 from training.data.procedural import sample_shape
@@ -127,6 +127,14 @@ def test_vae_reconstruction_scores_a_perfect_and_a_wrong_reconstruction(sphere_c
     assert perfect.loc[0, "status"] == "ok" and perfect.loc[0, "family"] == "sphere"
     assert perfect.loc[0, "f_score"] > 0.95 and perfect.loc[0, "normal_consistency"] > 0.95
     assert wrong.loc[0, "f_score"] < 0.2 and wrong.loc[0, "chamfer"] > 5 * perfect.loc[0, "chamfer"]
+
+
+def test_select_rows_balances_families_before_the_limit():
+    rows = pd.DataFrame({"object_id": list("abcdefg"), "family": ["box"] * 4 + ["cone"] * 2 + ["mug"]})
+    assert select_rows(rows, per_family=2)["object_id"].tolist() == ["a", "b", "e", "f", "g"]
+    assert select_rows(rows, per_family=1, limit=2)["object_id"].tolist() == ["a", "e"]
+    assert select_rows(rows, limit=3)["object_id"].tolist() == ["a", "b", "c"]
+    assert len(select_rows(rows)) == 7
 
 
 def test_plane_field_is_the_signed_distance_to_a_flat_wall():

@@ -21,6 +21,7 @@ from evaluation.fid import (
     frechet_distance,
     kernel_distance,
     load_inception_feature_model,
+    pixel_extractor,
 )
 
 NUM_IMAGES = 12
@@ -232,3 +233,19 @@ def test_dinov2_extractor_labels_fd_dinov2(folders):
     assert result["fd_dinov2"] > 0 and result["feature_dim"] == 16
     with pytest.raises(ValueError, match="processor"):
         dinov2_extractor(encoder)
+
+
+def test_pixel_extractor_compares_downsampled_images(folders):
+    extract = pixel_extractor(4)
+    batch = np.full((2, IMAGE_SIZE, IMAGE_SIZE, 3), 255, dtype=np.uint8)
+    batch[1, :, : IMAGE_SIZE // 2] = 0  # left half black: the box filter keeps the split
+    features = extract(batch)
+    assert features.shape == (2, 48) and np.allclose(features[0], 1.0)
+    assert np.allclose(features[1].reshape(4, 4, 3)[:, :2], -1.0) and np.allclose(features[1].reshape(4, 4, 3)[:, 2:], 1.0)
+
+    same = compute_feature_fd(folders[0], folders[0], extract, "FD-pixels4", kid_subsets=5)
+    different = compute_feature_fd(*folders, extract, "FD-pixels4", kid_subsets=5)
+    assert same["fd_pixels4"] == pytest.approx(0.0, abs=1e-6)
+    assert different["fd_pixels4"] > 1.0 and different["feature_dim"] == 48
+    with pytest.raises(ValueError, match="size"):
+        pixel_extractor(0)
