@@ -296,6 +296,23 @@ def test_kill_and_resume_continues_exactly(corpus, tmp_path):
     assert [int(row["step"]) for row in read_csv(interrupted_dir / "logs" / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_decoder_only_fine_tuning_keeps_the_posterior(corpus, tmp_path):
+    torch.manual_seed(0)
+    TripoSGVAEModel(**TINY_VAE).save_pretrained(tmp_path / "start")
+    config = tiny_run_config(corpus, tmp_path / "run")
+    config.model = replace(config.model, pretrained=str(tmp_path / "start"), freeze_encoder=True)
+    train_vae(config)
+    start = TripoSGVAEModel.from_pretrained(tmp_path / "start")
+    tuned = TripoSGVAEModel.from_pretrained(tmp_path / "run" / "vae")
+    weights = dict(tuned.named_parameters())
+    for name, value in start.named_parameters():
+        frozen = name.startswith(("encoder.", "quant."))
+        assert torch.equal(value, weights[name]) == frozen, name
+    points = torch.randn(1, 64, 6)
+    means = [vae.encode(points, 16, generator=torch.Generator().manual_seed(0)).latent_dist.mean for vae in (start, tuned)]
+    torch.testing.assert_close(*means)
+
+
 def test_metric_log_widens_its_header_when_a_resumed_run_adds_a_term(tmp_path):
     log = MetricLogger(tmp_path, tensorboard=False)
     for step in (1, 2, 3):

@@ -40,6 +40,9 @@ class VAEModelConfig:
     args: dict[str, Any] = field(default_factory=dict)  # TripoSGVAEModel kwargs; empty = release architecture
     gradient_checkpointing: bool = False  # trade compute for memory on the release-size model
     export_ema: bool = True  # export the EMA weights (smoother) rather than the last step's
+    # Train only post_quant and the decoder: the posterior stays exactly as it was, so a flow model trained
+    # on this VAE's latents stays valid with the fine-tuned decoder (use with `pretrained`).
+    freeze_encoder: bool = False
 
 
 @dataclass
@@ -87,6 +90,9 @@ def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
         vae = TripoSGVAEModel.from_pretrained(path, subfolder=config.subfolder)
     else:
         vae = TripoSGVAEModel(**config.args)
+    if config.freeze_encoder:
+        for module in (vae.embedder, vae.encoder, vae.quant):
+            module.requires_grad_(False)
     if config.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
     return vae
