@@ -31,7 +31,7 @@ def ship(source: Path, out: Path, samples: Path | None = None) -> Path:
     if not (source / "model_index.json").is_file():
         raise FileNotFoundError(f"{source} is not a pipeline folder (no model_index.json); give the pipeline/ "
                                 "folder a training run exported, e.g. runs/default-flow/pipeline")
-    pipe = TripoSGPipeline.from_pretrained(str(source), torch_dtype=torch.float32).to(dtype=torch.float16)
+    pipe = TripoSGPipeline.from_pretrained(str(source), dtype=torch.float32).to(dtype=torch.float16)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the model folder is an ordinary repo folder

@@ -74,7 +74,7 @@ def load_pipeline(
     if local.exists() and not (local / "model_index.json").is_file():
         raise FileNotFoundError(f"{local} is not a pipeline folder: it has no model_index.json")
     try:
-        pipe = TripoSGPipeline.from_pretrained(str(source), torch_dtype=dtype)
+        pipe = TripoSGPipeline.from_pretrained(str(source), dtype=dtype)
     except OSError as error:
         raise OSError(
             f"could not load the model {str(source)!r}: {error}. A hub id needs network access or a local "
