@@ -38,15 +38,16 @@ from .results import markdown_rows
 __all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "read_group_infos", "write_ablation_report"]
 
 REPORT_NAME = "REPORT.md"
-METRIC_NAMES = {"normal_fid": "Normal-FID", "normal_kid": "Normal-KID", "fd_dinov2": "FD-DINOv2",
+METRIC_NAMES = {"normal_fid": "Normal-FID", "normal_kid": "Normal-KID", "fd_pixels16": "FD-pixels16",
+                "kd_pixels16": "KD-pixels16", "fd_dinov2": "FD-DINOv2",
                 "kd_dinov2": "KD-DINOv2", "chamfer": "Chamfer", "f_score": "F-score",
                 "normal_consistency": "normal consistency"}
 CAVEATS = (
     "**Caveats.** These are miniatures, not reproductions: the corpus is procedural (a few shape families, not "
     "Objaverse or the paper's 2M objects), the models are tiny and train for a few hundred steps on a CPU-sized "
     "budget, and most groups ran one or a few seeds. The paper's Tables 1, 2 and 4 use Normal-FID; ours is "
-    "Normal-FID only when local Inception weights exist, otherwise FD-DINOv2 (Fréchet distance over one fixed "
-    "DINOv2 encoder), which has another scale. So only orderings are compared, never values. Our Chamfer is "
+    "Normal-FID only when local Inception weights exist, otherwise FD-pixels16 (Fréchet distance over the normal "
+    "maps downsampled to 16×16) and FD-DINOv2 (over one fixed DINOv2 encoder), which have other scales. So only orderings are compared, never values. Our Chamfer is "
     "measured in the [-1, 1] frame; the paper does not state its scale. The paper gives no spread over seeds, so "
     "its small gaps (e.g. 4.56 vs 4.57 Chamfer) are taken at face value. An agreeing order at this scale is weak "
     "evidence; a disagreeing one says the effect did not show in miniature, not that the paper is wrong."

@@ -96,7 +96,8 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corp
                                                           ("skip", "0"), ("skip", "1"), ("skip", "mean")]
     per_seed = table[table["seed"] != "mean"]
     assert (per_seed["status"] == "ok").all(), per_seed[["variant", "error"]]
-    assert per_seed["fd_dinov2"].notna().all() and (per_seed["fd_dinov2"] >= 0).all()
+    for metric in ("fd_pixels16", "fd_dinov2"):
+        assert per_seed[metric].notna().all() and (per_seed[metric] >= 0).all(), metric
     assert per_seed["f_score"].between(0, 1).all()
     means = table[table["seed"] == "mean"].set_index("variant")
     for variant in ("no-skip", "skip"):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -210,3 +215,14 @@ def test_a_prepared_mesh_renders_like_the_mesh_itself():
         np.testing.assert_array_equal(again.rgb, direct.rgb)
     with pytest.raises(ValueError, match="empty"):
         prepare_mesh(trimesh.Trimesh())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_importing_torch_compilers_after_rendering_does_not_crash():
+    """Mesa's llvmpipe and triton both load an LLVM; a fresh process renders, then imports triton (as
+    `import diffusers` does through torch._dynamo) and must still be alive."""
+    script = ("import trimesh\nfrom triposg.rendering import EVALUATION_CAMERA, render\n"
+              "render(trimesh.creation.icosphere(), EVALUATION_CAMERA)\nimport triton\nprint('alive')\n")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               cwd=Path(__file__).resolve().parents[1])
+    assert completed.returncode == 0 and "alive" in completed.stdout, completed.stderr[-2000:]

@@ -37,7 +37,8 @@ paper's without importing this module: the paper table and rows, each metric's d
 
 Evaluation: VAE groups reconstruct the test objects (`evaluation.vae_recon`: Chamfer, F-score@0.02 and
 normal consistency in the [-1, 1] frame); flow groups run the Normal-FID protocol (`evaluation.normal_fid`:
-`normal_fid` when local Inception weights exist, `fd_dinov2` over one fixed DINOv2 encoder for every
+`normal_fid` when local Inception weights exist, `fd_pixels16` over the normal maps downsampled to 16×16
+(no weights), `fd_dinov2` over one fixed DINOv2 encoder for every
 variant — by default the embedded default model's, so that distances are comparable across variants —
 plus Chamfer / F-score / normal consistency against the ground-truth surface).
 """
@@ -75,8 +76,9 @@ PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 RESULT_FILE = "result.json"
 # Every metric an evaluation can give and whether lower or higher is better; the CSV lists them in this order
 # (only those some row has are written) and the sidecar JSON carries the directions to the report.
-METRIC_DIRECTION = {"normal_fid": "lower", "normal_kid": "lower", "fd_dinov2": "lower", "kd_dinov2": "lower",
-                    "chamfer": "lower", "f_score": "higher", "normal_consistency": "higher"}
+METRIC_DIRECTION = {"normal_fid": "lower", "normal_kid": "lower", "fd_pixels16": "lower", "kd_pixels16": "lower",
+                    "fd_dinov2": "lower", "kd_dinov2": "lower", "chamfer": "lower", "f_score": "higher",
+                    "normal_consistency": "higher"}
 METRIC_ORDER = tuple(METRIC_DIRECTION)
 # The corpus a printed command names when none is given (the README builds it).
 DEFAULT_CORPUS = Path("data") / "procedural"
@@ -348,7 +350,7 @@ def evaluate_vae(run: Path, corpus: str | Path, config: EvaluateConfig) -> dict[
     return {key: summary[key] for key in ("chamfer", "f_score", "normal_consistency")}
 
 
-def evaluate_flow(run: Path, corpus: str | Path, config: EvaluateConfig, extractor) -> dict[str, float]:
+def evaluate_flow(run: Path, corpus: str | Path, config: EvaluateConfig, extractors) -> dict[str, float]:
     """Normal-FID protocol of the run's exported pipeline on the test split; its flat metrics."""
     from evaluation.normal_fid import NormalFidConfig, corpus_test_set, load_model_variant, run_normal_fid
 
@@ -360,20 +362,21 @@ def evaluate_flow(run: Path, corpus: str | Path, config: EvaluateConfig, extract
     )
     fid_config = NormalFidConfig(fid=config.fid, recon_threshold=config.recon_threshold,
                                  recon_num_points=config.recon_num_points, seed=config.seed, device=config.device)
-    result = run_normal_fid(test_set, variant, run / "eval", fid_config, extractors=[extractor], progress=False)
+    result = run_normal_fid(test_set, variant, run / "eval", fid_config, extractors=extractors, progress=False)
     renamed = {"fid": "normal_fid", "kid": "normal_kid"}  # FID over normal maps is the paper's Normal-FID
     # KID's spread over its subsets (`*_std`) is left out: `<metric>_std` in the table is the spread over seeds.
     return {renamed.get(key, key): value for key, value in result.summary["metrics"].items()
             if value is not None and not key.endswith("_std")}
 
 
-def fd_extractor(config: EvaluateConfig):
-    """One FD-DINOv2 encoder for every variant of a group (each variant's own encoder differs)."""
-    from evaluation.normal_fid import dinov2_named_extractor
+def fd_extractors(config: EvaluateConfig) -> list:
+    """The same Fréchet-distance encoders for every variant of a group (each variant's own encoder differs):
+    FD-pixels16 (the normal maps themselves, no weights) and FD-DINOv2 over `fd_encoder`'s DINOv2."""
+    from evaluation.normal_fid import dinov2_named_extractor, pixel_named_extractor
     from triposg.loading import load_pipeline
 
     pipe, _ = load_pipeline(config.fd_encoder, config.device)
-    return dinov2_named_extractor(pipe, config.fd_encoder or "the embedded default model")
+    return [pixel_named_extractor(16), dinov2_named_extractor(pipe, config.fd_encoder or "the embedded default model")]
 
 
 def read_result(run: Path) -> dict[str, Any] | None:
@@ -398,9 +401,9 @@ def run_one(group: AblationGroup, variant: str, seed: int, corpus: Path, out: Pa
         if group.kind == "vae":
             result["metrics"] = evaluate_vae(run, corpus, evaluate)
         else:
-            if "extractor" not in extractor_holder:
-                extractor_holder["extractor"] = fd_extractor(evaluate)
-            result["metrics"] = evaluate_flow(run, corpus, evaluate, extractor_holder["extractor"])
+            if "extractors" not in extractor_holder:
+                extractor_holder["extractors"] = fd_extractors(evaluate)
+            result["metrics"] = evaluate_flow(run, corpus, evaluate, extractor_holder["extractors"])
         result["eval_seconds"] = round(time.perf_counter() - start, 1)
     except Exception as error:  # noqa: BLE001 (one variant's failure is a result, not the end of the group)
         traceback.print_exc()

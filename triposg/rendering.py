@@ -53,6 +53,8 @@ resolution on that thread.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import os
 import subprocess
@@ -356,12 +358,24 @@ def renderer_backend() -> str:
     return _select_backend()
 
 
+def _load_triton_before_mesa() -> None:
+    """Import triton (installed with torch on Linux) before the first OpenGL context exists.
+
+    Mesa's llvmpipe and triton each bring their own LLVM; importing triton after a llvmpipe context was
+    created crashes the process (segmentation fault), and torch imports triton lazily (e.g. on the first
+    `import diffusers`, through torch._dynamo). Loaded in this order, both work.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
 def _run_on_gl_thread(function, *args):
     """Run `function(*args)` on the single thread that owns every OpenGL context of this process."""
     global _gl_executor
     _select_backend()
     with _backend_lock:
         if _gl_executor is None:
+            _load_triton_before_mesa()
             _gl_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triposg-gl")
     return _gl_executor.submit(function, *args).result()
 
