@@ -22,7 +22,7 @@ from training.engine.logging import MetricLogger
 from training.engine.loop import Trainer
 from training.engine.schedule import lr_lambda
 from training.losses import VAELossConfig, routing_loss, vae_loss
-from training.train_vae import VAETrainingConfig, make_loss_fn, train_vae
+from training.train_vae import VAETrainingConfig, build_vae, make_loss_fn, train_vae
 from training.data.datasets import FieldDataset, MultiResolutionCollate
 from triposg.models import TripoSGVAEModel
 from triposg.models.vae import DiagonalGaussian, QueryAttention
@@ -311,6 +311,8 @@ def test_decoder_only_fine_tuning_keeps_the_posterior(corpus, tmp_path):
     points = torch.randn(1, 64, 6)
     means = [vae.encode(points, 16, generator=torch.Generator().manual_seed(0)).latent_dist.mean for vae in (start, tuned)]
     torch.testing.assert_close(*means)
+    with pytest.raises(ValueError, match="model.pretrained"):
+        build_vae(replace(config.model, pretrained=None))
 
 
 def test_metric_log_widens_its_header_when_a_resumed_run_adds_a_term(tmp_path):

@@ -83,6 +83,9 @@ class VAETrainingConfig:
 
 def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
     """A fresh VAE from `config.args`, or pretrained weights from `config.pretrained`."""
+    if config.freeze_encoder and config.pretrained is None:
+        raise ValueError("model.freeze_encoder=true keeps the encoder as it is, so it needs trained weights: set "
+                         "model.pretrained to a VAE folder (or a pipeline folder with model.subfolder=vae)")
     if config.pretrained is not None:
         path = Path(config.pretrained)
         if not path.exists():
