@@ -13,7 +13,7 @@ their section can give the command that produces them.
 
 For each group the comparison takes every pair of our variants that stand for paper rows and asks, on a metric
 each side has (the same one when we measured it, else our first available: Normal-FID falls back to
-FD-DINOv2 without local Inception weights), whether the paper and we find the same one better. A difference
+FD-pixels16, then FD-DINOv2, without local Inception weights), whether the paper and we find the same one better. A difference
 no larger than the two variants' seed spreads together (mean ± std overlap) is called seed noise, not
 agreement; with a single seed the spread is unknown and the verdict says so.
 """
@@ -301,7 +301,7 @@ def _compare(info: GroupInfo, paper: PaperTable, measured: dict[str, dict[str, M
 
 def _metric_pairs(paper: PaperTable, available: list[str]) -> list[tuple[str, str]]:
     """(paper metric, our metric) pairs: every metric both sides have, else the paper's headline metric
-    against our first available one (e.g. Normal-FID against FD-DINOv2)."""
+    against our first available one (e.g. Normal-FID against FD-pixels16)."""
     paper_metrics = [c for c in paper.frame.columns if c in METRIC_NAMES] or [paper.metric]
     shared = [(m, m) for m in paper_metrics if m in available]
     if shared:

@@ -5,7 +5,7 @@
 
 The weights are stored as float16 safetensors (half the size in git; `triposg.loading.load_pipeline` loads
 them as float32 on CPU), `generation_config.json` is copied as it is, and the model card (`README.md`)
-and any other file already in the destination that is not part of a pipeline are kept. The new folder is
+and its figure (`samples.png`) already in the destination are kept; nothing else of the old folder is. The new folder is
 written beside the old one and swapped in at the end, so a failure leaves the old model untouched.
 """
 
