@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from triposg.models import TripoSGVAEModel
-from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh
+from triposg.pipelines import vae_mesh
+from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh, query_autocast
 
 
 def tiny_vae() -> TripoSGVAEModel:
@@ -53,3 +54,51 @@ def test_latent_to_mesh_without_surface_is_none_and_checks_shape():
     assert latent_to_mesh(vae, torch.zeros(1, 8, 4), octree_resolution=32) is None
     with pytest.raises(ValueError, match="one shape"):
         latent_to_mesh(vae, torch.zeros(2, 8, 4))
+
+
+class PrecisionRecordingVAE(SphereFieldVAE):
+    """A sphere field that records whether bf16 autocast was on during each query."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # float32 on CPU, like a loaded model
+        self.bf16_calls: list[bool] = []
+
+    def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk_size: int = 50_000) -> torch.Tensor:
+        self.bf16_calls.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return super().query(tokens, xyz, chunk_size)
+
+
+@pytest.mark.parametrize("precision, fast_cpu, expect_bf16", [
+    ("auto", True, True), ("auto", False, False), ("full", True, False), ("bf16", False, True),
+])
+def test_field_queries_run_in_the_requested_precision(monkeypatch, precision, fast_cpu, expect_bf16):
+    monkeypatch.setattr(vae_mesh, "cpu_has_fast_bf16", lambda: fast_cpu)
+    vae = PrecisionRecordingVAE()
+    mesh = latent_to_mesh(vae, torch.zeros(8, 4), octree_resolution=32, query_precision=precision)
+    assert mesh is not None and vae.bf16_calls and set(vae.bf16_calls) == {expect_bf16}
+    assert not torch.is_autocast_enabled("cpu")  # the context does not leak
+
+
+def test_auto_precision_keeps_half_precision_models_and_rejects_unknown_names(monkeypatch):
+    monkeypatch.setattr(vae_mesh, "cpu_has_fast_bf16", lambda: True)
+    assert isinstance(query_autocast(torch.device("cpu"), torch.float32), torch.autocast)
+    assert not isinstance(query_autocast(torch.device("cpu"), torch.float16), torch.autocast)
+    assert not isinstance(query_autocast(torch.device("cuda"), torch.float32), torch.autocast)
+    with pytest.raises(ValueError, match="unknown query precision 'fp8'"):
+        query_autocast(torch.device("cpu"), torch.float32, "fp8")
+
+
+def test_bf16_queries_move_a_real_decoder_field_only_slightly():
+    """The tiny VAE with a non-zero output layer: bf16 and full-precision fields agree to ~1% of their range."""
+    vae = tiny_vae()
+    torch.nn.init.normal_(vae.decoder.proj_out.weight, std=0.5)
+    latents = torch.randn(1, 8, 4, generator=torch.Generator().manual_seed(0))
+    tokens = vae.decode_tokens(latents)
+    points = torch.rand(1, 2000, 3) * 2 - 1
+    with torch.no_grad():
+        full = vae.query(tokens, points)[0, :, 0]
+        with query_autocast(torch.device("cpu"), torch.float32, "bf16"):
+            half = vae.query(tokens, points)[0, :, 0].float()
+    assert full.abs().max() > 0 and not torch.equal(half, full)  # a real field, really computed in bf16
+    assert (half - full).abs().max() < 0.02 * (full.max() - full.min())

@@ -146,15 +146,19 @@ class TripoSGPipeline(DiffusionPipeline):
         extraction: str = "hierarchical",
         postprocess: PostProcessor | None = None,
         chunk_size: int = 50_000,
+        query_precision: str = "auto",
         **volume_kwargs,
     ) -> list[trimesh.Trimesh | None]:
         """Decode (B, M, C) latents to meshes; a shape whose field never crosses zero gives None.
 
-        `volume_kwargs` go to the volume decoder (e.g. `coarse_resolution` for hierarchical extraction).
+        `query_precision`: "auto" (bf16 on CPUs with native bf16), "full" or "bf16". `volume_kwargs` go to the
+        volume decoder (e.g. `coarse_resolution` for hierarchical extraction).
         """
         meshes = []
         for latent in latents:
-            mesh = latent_to_mesh(self.vae, latent, octree_resolution, bounds, extraction, chunk_size, **volume_kwargs)
+            mesh = latent_to_mesh(
+                self.vae, latent, octree_resolution, bounds, extraction, chunk_size, query_precision, **volume_kwargs
+            )
             meshes.append(postprocess(mesh) if postprocess is not None and mesh is not None else mesh)
         return meshes
 
@@ -173,6 +177,7 @@ class TripoSGPipeline(DiffusionPipeline):
         octree_resolution: int = 256,
         bounds: Sequence[float] = DEFAULT_BOUNDS,
         extraction: str = "hierarchical",
+        query_precision: str = "auto",
         preprocess: bool = True,
         foreground_ratio: float = 0.9,
         remove_floaters: bool = True,
@@ -194,7 +199,8 @@ class TripoSGPipeline(DiffusionPipeline):
             generator / seed: randomness (a `seed` builds a CPU generator). latents: (B, M, C) start noise.
             octree_resolution: cells per side of the final extraction grid (power-of-two multiple of 32 for
                 hierarchical extraction). bounds: the box the field is sampled in.
-            extraction: "hierarchical" (refine near the surface) or "dense".
+            extraction: "hierarchical" (refine near the surface) or "dense". query_precision: the field queries'
+                precision, "auto" (bf16 autocast on a CPU with native bf16, about 2x faster), "full" or "bf16".
             preprocess: remove the background / crop / pad (set False for already prepared images).
             foreground_ratio: share of the square the foreground's long side fills (paper: 0.9).
             remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
@@ -268,7 +274,7 @@ class TripoSGPipeline(DiffusionPipeline):
                 if preview_callback is not None and preview_every > 0 and (i + 1) % preview_every == 0 and not is_last:
                     preview = self.latents_to_meshes(
                         step.pred_original_sample[:1], preview_resolution, bounds, "hierarchical",
-                        coarse_resolution=default_coarse_resolution(preview_resolution, max_coarse=16),
+                        query_precision=query_precision, coarse_resolution=default_coarse_resolution(preview_resolution, max_coarse=16),
                     )[0]
                     preview_callback(PreviewEvent(i + 1, len(timesteps), time.perf_counter() - start, preview))
                 progress.update()
@@ -277,7 +283,7 @@ class TripoSGPipeline(DiffusionPipeline):
         # 5. Decode the field and extract meshes
         start = time.perf_counter()
         post = PostProcessor(remove_floaters=remove_floaters, target_faces=faces)
-        meshes = self.latents_to_meshes(latents, octree_resolution, bounds, extraction, post)
+        meshes = self.latents_to_meshes(latents, octree_resolution, bounds, extraction, post, query_precision=query_precision)
         timings["extract"] = time.perf_counter() - start
         missing = [i for i, m in enumerate(meshes) if m is None]
         if missing:
