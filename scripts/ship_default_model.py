@@ -34,23 +34,35 @@ def ship(source: Path, out: Path, samples: Path | None = None) -> Path:
     pipe = TripoSGPipeline.from_pretrained(str(source), dtype=torch.float32).to(dtype=torch.float16)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the model folder is an ordinary repo folder
-    pipe.save_pretrained(staging)
-    GenerationDefaults.from_folder(source).save(staging)
-    for name in KEPT_FILES:
-        if (out / name).is_file():
-            shutil.copy2(out / name, staging / name)
-    if samples is not None:
-        shutil.copy2(samples, staging / "samples.png")
-    if out.exists():
-        retired = out.with_name(f".{out.name}-old")
-        shutil.rmtree(retired, ignore_errors=True)
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired)
-    else:
-        staging.rename(out)
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the model folder is an ordinary repo folder
+        pipe.save_pretrained(staging)
+        GenerationDefaults.from_folder(source).save(staging)
+        for name in KEPT_FILES:
+            if (out / name).is_file():
+                shutil.copy2(out / name, staging / name)
+        if samples is not None:
+            shutil.copy2(samples, staging / "samples.png")
+        swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
     return out
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by `staging`; if the final rename fails, the old folder is put back."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = out.with_name(f".{out.name}-old")
+    shutil.rmtree(retired, ignore_errors=True)
+    out.rename(retired)
+    try:
+        staging.rename(out)
+    except OSError:
+        retired.rename(out)
+        raise
+    shutil.rmtree(retired)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,3 +71,24 @@ def test_ship_refuses_a_folder_that_is_not_a_pipeline(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
         load_script().ship(tmp_path / "runs" / "missing", out)
     assert (out / "README.md").read_text() == "keep me"  # the shipped model is untouched
+
+
+def test_a_failed_swap_puts_the_old_model_back(tmp_path, trained, monkeypatch):
+    source, _ = trained
+    out = tmp_path / "default-model"
+    out.mkdir()
+    (out / "README.md").write_text("old card")
+    (out / "model_index.json").write_text("{}")
+    script = load_script()
+    real_rename = Path.rename
+
+    def failing_rename(self, target):
+        if Path(target) == out and self.name.startswith(".default-model-") and not self.name.endswith("-old"):
+            raise OSError("disk full")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        script.ship(source, out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model_index.json"]  # the old model, restored
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging or retired copy
