@@ -86,6 +86,7 @@ class FlowConfig:
     logit_mean: float = 0.0  # rectified flow: logit-normal location m of σ (eq. 10)
     logit_std: float = 1.0  # rectified flow: logit-normal scale s of σ (eq. 10)
     sample_posterior: bool = True  # train on VAE posterior samples (not means): robust to decoder input noise
+    match_tokens: bool = False  # pair noise and clean tokens by a per-shape assignment (flow_objectives.match_tokens_to_noise)
 
 
 @dataclass
@@ -239,8 +240,11 @@ def build_transformer(config: FlowModelConfig, latent_channels: int, encoder: Co
 def build_objective(config: FlowConfig) -> FlowObjective:
     """The objective (and with it the sampling scheduler) named by `flow.objective`."""
     if config.objective == "rectified_flow":
-        return make_objective(config.objective, logit_mean=config.logit_mean, logit_std=config.logit_std)
-    return make_objective(config.objective)
+        objective = make_objective(config.objective, logit_mean=config.logit_mean, logit_std=config.logit_std)
+    else:
+        objective = make_objective(config.objective)
+    objective.match_tokens = config.match_tokens
+    return objective
 
 
 class CachedLatents:
