@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import torch
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_vae.py"
+from script_loader import load_script
 
 
 def load_probe():
-    spec = importlib.util.spec_from_file_location("probe_vae", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe_vae")
 
 
 def test_band_accuracy_separates_a_located_surface_from_a_hedging_band():

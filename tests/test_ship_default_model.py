@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
+from script_loader import load_script as load_named_script
 
 from triposg.loading import GenerationDefaults, load_pipeline
 from triposg.pipelines import make_random_pipeline
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ship_default_model.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ship_default_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_named_script("ship_default_model")
 
 
 @pytest.fixture
