@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import math
 import socket
 import subprocess
 import sys
@@ -405,3 +406,44 @@ def test_cli_trains_checkpoints_samples_and_exports(corpus, tmp_path):
     vae = TripoSGVAEModel.from_pretrained(run / "vae")
     assert vae.config.width_encoder == 64
     assert (run / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("fast_cpu", [True, False])
+def test_mixed_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, fast_cpu):
+    from training.engine import loop
+
+    monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: fast_cpu)
+    assert loop.resolve_mixed_precision("no") == "no"
+    if fast_cpu:
+        assert loop.resolve_mixed_precision("bf16") == "bf16"
+    else:
+        with pytest.warns(UserWarning, match="native bf16"):
+            assert loop.resolve_mixed_precision("bf16") == "no"
+    with pytest.warns(UserWarning, match="fp32"):
+        assert loop.resolve_mixed_precision("fp16") == "no"
+    with pytest.raises(ValueError, match="mixed_precision"):
+        loop.resolve_mixed_precision("fp8")
+
+
+def test_bf16_training_on_cpu_runs_the_model_in_bf16_with_the_gradient_losses(corpus, tmp_path, monkeypatch):
+    """The decoder's matrices run in bf16 under the trainer's autocast, the double backward of the normal and
+    eikonal terms works through it, and the weights the optimizer updates stay float32."""
+    from training.engine import loop
+
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    config = tiny_run_config(corpus, tmp_path, max_steps=3, mixed_precision="bf16", ema_decay=None)
+    data = config.data
+    torch.manual_seed(0)
+    vae = TripoSGVAEModel(**TINY_VAE)
+    seen = []
+    vae.decoder.blocks[-1].attn2.to_q.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    before = [p.detach().clone() for p in vae.parameters()]
+    trainer = Trainer(config.train, vae, dataset, make_loss_fn(config.loss),
+                      collate_fn=MultiResolutionCollate(data.token_counts, seed=0))
+    history = trainer.train()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(math.isfinite(row["loss"]) and row["normal"] > 0 and row["eikonal"] >= 0 for row in history)
+    assert all(p.dtype == torch.float32 for p in vae.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(vae.parameters(), before))

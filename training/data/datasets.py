@@ -118,7 +118,8 @@ class ImageViewDataset(Dataset):
 
     A random one of the object's rendered views is used per access; with probability `rotation_prob`
     the image is rotated uniformly in ±`max_rotation_deg` (paper §5.1). `use_eval_view=True` always
-    returns the fixed evaluation view without augmentation (for evaluation).
+    returns the fixed evaluation view without augmentation (for evaluation). `load_surface=False` leaves
+    `surface` out (half the read time, for image-only work).
     """
 
     def __init__(
@@ -132,8 +133,10 @@ class ImageViewDataset(Dataset):
         num_surface: int | None = None,
         use_eval_view: bool = False,
         include_flagged: bool = False,
+        load_surface: bool = True,
     ):
         self.root, self.rows = usable_rows(corpus, split, include_flagged)
+        self.load_surface = load_surface
         self.foreground_ratio = foreground_ratio
         self.rotation_prob = rotation_prob
         self.max_rotation_deg = max_rotation_deg
@@ -161,22 +164,18 @@ class ImageViewDataset(Dataset):
                                  output_size=self.image_size).image
         if not self.use_eval_view and random.random() < self.rotation_prob:
             image = rotate_on_white(image, random.uniform(-self.max_rotation_deg, self.max_rotation_deg))
-        surface = FieldData.load(self.root / row["field_path"]).surface
-        if self.num_surface is not None:
-            surface = surface[random.sample(range(len(surface)), self.num_surface)]
-        return {
-            "object_id": row["object_id"],
-            "image": image,
-            "surface": torch.from_numpy(np.ascontiguousarray(surface, dtype=np.float32)),
-            "view": view.name,
-        }
+        item = {"object_id": row["object_id"], "image": image, "view": view.name}
+        if self.load_surface:
+            surface = FieldData.load(self.root / row["field_path"]).surface
+            if self.num_surface is not None:
+                surface = surface[random.sample(range(len(surface)), self.num_surface)]
+            item["surface"] = torch.from_numpy(np.ascontiguousarray(surface, dtype=np.float32))
+        return item
 
 
 def collate_views(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch `ImageViewDataset` items: images stay a list of PIL images (the image processor batches them)."""
-    return {
-        "object_id": [item["object_id"] for item in items],
-        "image": [item["image"] for item in items],
-        "surface": torch.stack([item["surface"] for item in items]),
-        "view": [item["view"] for item in items],
-    }
+    batch = {key: [item[key] for item in items] for key in ("object_id", "image", "view")}
+    if "surface" in items[0]:
+        batch["surface"] = torch.stack([item["surface"] for item in items])
+    return batch

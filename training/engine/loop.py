@@ -2,7 +2,7 @@
 
 The trainer knows nothing about the objective: it is given a model, a dataset and
 `compute_loss(model, batch) -> {"loss": ..., <named terms>...}`, and does the rest — data sharding
-across processes, gradient accumulation, clipping, mixed precision on GPU, EMA, the LR schedule,
+across processes, gradient accumulation, clipping, mixed precision (GPU; bf16 on CPUs with native bf16), EMA, the LR schedule,
 logging of every term, periodic checkpoints and sample callbacks, and exact resume.
 
 Data order is a pure function of (seed, epoch): every epoch is a seeded permutation cut into global
@@ -28,6 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from triposg.pipelines.vae_mesh import cpu_has_fast_bf16
+
 from .checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .ema import EMA
@@ -39,13 +41,16 @@ SampleFn = Callable[[nn.Module, int, Path], None]
 
 
 def resolve_mixed_precision(requested: str) -> str:
-    """The precision to run: as requested on GPU; fp32 ("no") on CPU, where fp16/bf16 autocast is slow or absent."""
+    """The precision to run: as requested on GPU. On CPU: "bf16" where the CPU multiplies bf16 natively
+    (AVX512-BF16 or AMX: a VAE step with the gradient losses ran 1.5x faster), otherwise fp32 ("no")."""
     if requested not in ("no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {requested!r}")
-    if requested != "no" and not torch.cuda.is_available():
-        warnings.warn(f"mixed_precision={requested!r} needs a GPU; training in fp32 on CPU")
-        return "no"
-    return requested
+    if requested == "no" or torch.cuda.is_available():
+        return requested
+    if requested == "bf16" and cpu_has_fast_bf16():
+        return requested
+    warnings.warn(f"mixed_precision={requested!r} needs a GPU or a CPU with native bf16; training in fp32 on CPU")
+    return "no"
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
