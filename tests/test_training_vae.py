@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from training.data.build import BuildConfig, run_build
+from training.data.datasets import FieldDataset, MultiResolutionCollate
 from training.data.fields import FieldConfig
 from training.engine.checkpoint import find_checkpoint, list_checkpoints, save_checkpoint
 from training.engine.config import TrainConfig, load_config
@@ -24,7 +25,6 @@ from training.engine.loop import Trainer
 from training.engine.schedule import lr_lambda
 from training.losses import VAELossConfig, routing_loss, vae_loss
 from training.train_vae import VAETrainingConfig, build_vae, make_loss_fn, train_vae
-from training.data.datasets import FieldDataset, MultiResolutionCollate
 from triposg.models import TripoSGVAEModel
 from triposg.models.vae import DiagonalGaussian, QueryAttention
 
