@@ -411,3 +411,17 @@ def test_latent_store_round_trip_and_keys(tmp_path, monkeypatch):
     store.save("shapenet/chair 1", torch.ones(8, 4), torch.ones(8, 4))
     assert "shapenet/chair 1" in store and torch.equal(store.load("shapenet/chair 1")[0], torch.ones(8, 4))
     assert store.path("shapenet/chair 1").parent == store.folder
+
+
+def test_flow_training_reads_fp16_parts_as_float32(clip_pipeline, tmp_path):
+    """Parts saved in fp16 (to keep them small in the repo) train in float32: the VAE and the reused encoders."""
+    from training.train_flow import ConditionConfig, FlowModelConfig, build_condition_encoder, build_vae
+
+    half = make_random_pipeline(latent_channels=8).to(dtype=torch.float16)
+    half.vae.save_pretrained(tmp_path / "vae")
+    ConditionEncoder(half.image_encoder_dinov2, half.feature_extractor_dinov2).save_pretrained(tmp_path / "encoder")
+    vae = build_vae(FlowModelConfig(vae=str(tmp_path / "vae")))
+    encoder = build_condition_encoder(ConditionConfig(from_pipeline=str(tmp_path / "encoder")))
+    assert {p.dtype for p in vae.parameters()} == {torch.float32}
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}
+    assert torch.equal(vae.quant.weight, half.vae.quant.weight.float())

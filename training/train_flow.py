@@ -194,19 +194,21 @@ def _existing(path: str, key: str) -> Path:
 
 
 def build_vae(config: FlowModelConfig) -> TripoSGVAEModel:
-    """The frozen VAE that encodes training latents."""
-    vae = TripoSGVAEModel.from_pretrained(_existing(config.vae, "model.vae"), subfolder=config.vae_subfolder)
+    """The frozen VAE that encodes training latents (float32, also from a folder saved in fp16)."""
+    vae = TripoSGVAEModel.from_pretrained(_existing(config.vae, "model.vae"), subfolder=config.vae_subfolder,
+                                          torch_dtype=torch.float32)
     return vae.requires_grad_(False).eval()
 
 
 def build_condition_encoder(config: ConditionConfig) -> ConditionEncoder:
-    """Pretrained encoders (frozen by default) or from-scratch ones from `dinov2_args`/`clip_args` (trainable)."""
+    """Pretrained encoders (frozen by default; float32, also from fp16 folders) or from-scratch ones from
+    `dinov2_args`/`clip_args` (trainable)."""
     if config.from_pipeline is not None:
         return ConditionEncoder.from_pretrained(_existing(config.from_pipeline, "model.condition.from_pipeline"),
-                                                subfolders=True, trainable=bool(config.trainable))
+                                                subfolders=True, trainable=bool(config.trainable), dtype=torch.float32)
     if config.pretrained_dinov2 is not None:
         return ConditionEncoder.from_pretrained(config.pretrained_dinov2, config.pretrained_clip,
-                                                trainable=bool(config.trainable))
+                                                trainable=bool(config.trainable), dtype=torch.float32)
     if not config.dinov2_args:
         raise ValueError("model.condition needs pretrained_dinov2, from_pipeline or dinov2_args (from scratch)")
     trainable = True if config.trainable is None else config.trainable
