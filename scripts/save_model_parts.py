@@ -1,0 +1,75 @@
+"""Copy trained parts of the default model (VAE, image encoder) into the repo as fp16, so a fresh checkout can
+train the next stage from them without redoing the earlier ones.
+
+    python scripts/save_model_parts.py --vae runs/default-vae/vae-standardized \
+        --encoder runs/default-encoder/encoder [--out assets/default-model-parts]
+
+Writes `<out>/vae` (a `TripoSGVAEModel` folder) and `<out>/encoder` (`image_encoder_dinov2` +
+`feature_extractor_dinov2`, loadable with `model.condition.from_pipeline`, and the pretraining's
+`metrics.json`). The flow trainer reads both back as float32 (`training.train_flow.build_vae`,
+`build_condition_encoder`); the weights it trains on are then exactly the fp16 ones that ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from training.conditioning import ConditionEncoder
+from triposg.models import TripoSGVAEModel
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "default-model-parts"
+
+
+def save_vae(source: Path, folder: Path) -> None:
+    vae = TripoSGVAEModel.from_pretrained(source, torch_dtype=torch.float32)
+    replace_folder(folder, lambda staging: vae.to(torch.float16).save_pretrained(staging))
+
+
+def save_encoder(source: Path, folder: Path) -> None:
+    encoder = ConditionEncoder.from_pretrained(source, subfolders=True, dtype=torch.float32)
+
+    def write(staging: Path) -> None:
+        encoder.to(torch.float16).save_pretrained(staging)
+        if (source / "metrics.json").is_file():
+            shutil.copy2(source / "metrics.json", staging / "metrics.json")
+
+    replace_folder(folder, write)
+
+
+def replace_folder(folder: Path, write) -> None:
+    """Write into a staging folder beside `folder`, then swap it in: a failed write leaves the old copy."""
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vae", type=Path, help="a trained (standardised) VAE folder")
+    parser.add_argument("--encoder", type=Path, help="an encoder folder exported by training.pretrain_encoder")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if args.vae is None and args.encoder is None:
+        parser.error("give --vae and/or --encoder")
+    for source in (args.vae, args.encoder):
+        if source is not None and not source.is_dir():
+            parser.error(f"{source} is not a folder")
+    if args.vae is not None:
+        save_vae(args.vae, args.out / "vae")
+        print(f"wrote {args.out / 'vae'}")
+    if args.encoder is not None:
+        save_encoder(args.encoder, args.out / "encoder")
+        print(f"wrote {args.out / 'encoder'}")
+
+
+if __name__ == "__main__":
+    main()
