@@ -2,8 +2,8 @@
 
 The trainer knows nothing about the objective: it is given a model, a dataset and
 `compute_loss(model, batch) -> {"loss": ..., <named terms>...}`, and does the rest — data sharding
-across processes, gradient accumulation, clipping, mixed precision (GPU; bf16 on CPUs with native bf16), EMA, the LR schedule,
-logging of every term, periodic checkpoints and sample callbacks, and exact resume.
+across processes, gradient accumulation, clipping, mixed precision (GPU; bf16 on CPUs with native bf16),
+EMA, the LR schedule, logging of every term, periodic checkpoints and sample callbacks, and exact resume.
 
 Data order is a pure function of (seed, epoch): every epoch is a seeded permutation cut into global
 batches, and process r takes the r-th slice of each. So P processes with batch b see exactly the
