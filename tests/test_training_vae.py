@@ -432,16 +432,19 @@ def test_bf16_training_on_cpu_runs_the_model_in_bf16_with_the_gradient_losses(co
     from training.engine import loop
 
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
-    config = tiny_run_config(corpus, tmp_path, max_steps=3, mixed_precision="bf16", ema_decay=None)
-    data = config.data
+    data = tiny_run_config(corpus, tmp_path).data
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    collate = MultiResolutionCollate(data.token_counts, seed=0)
+    # A full-precision run earlier in the same process (accelerate keeps one state per process) is no obstacle.
+    fp32 = tiny_run_config(corpus, tmp_path / "fp32", max_steps=1, mixed_precision="no", ema_decay=None)
+    Trainer(fp32.train, TripoSGVAEModel(**TINY_VAE), dataset, make_loss_fn(fp32.loss), collate_fn=collate).train()
+    config = tiny_run_config(corpus, tmp_path / "bf16", max_steps=3, mixed_precision="bf16", ema_decay=None)
     torch.manual_seed(0)
     vae = TripoSGVAEModel(**TINY_VAE)
     seen = []
     vae.decoder.blocks[-1].attn2.to_q.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
-    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
     before = [p.detach().clone() for p in vae.parameters()]
-    trainer = Trainer(config.train, vae, dataset, make_loss_fn(config.loss),
-                      collate_fn=MultiResolutionCollate(data.token_counts, seed=0))
+    trainer = Trainer(config.train, vae, dataset, make_loss_fn(config.loss), collate_fn=collate)
     history = trainer.train()
     assert seen and set(seen) == {torch.bfloat16}
     assert all(math.isfinite(row["loss"]) and row["normal"] > 0 and row["eikonal"] >= 0 for row in history)

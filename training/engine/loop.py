@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -51,6 +52,15 @@ def resolve_mixed_precision(requested: str) -> str:
         return requested
     warnings.warn(f"mixed_precision={requested!r} needs a GPU or a CPU with native bf16; training in fp32 on CPU")
     return "no"
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """An `Accelerator` at this precision. accelerate keeps one state per process and refuses a second precision
+    in it; a process that trains several runs in turn (an ablation group, the tests) resets its precision part."""
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -119,9 +129,7 @@ class Trainer:
         stateful: dict[str, Any] | None = None,
     ):
         self.config = config
-        self.accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(config.mixed_precision), cpu=not torch.cuda.is_available()
-        )
+        self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.output_dir = Path(config.output_dir)
         self.checkpoints_dir = self.output_dir / "checkpoints"
         self.samples_dir = self.output_dir / "samples"
