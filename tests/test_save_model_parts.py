@@ -9,13 +9,14 @@ import torch
 from script_loader import load_script
 
 from training.conditioning import ConditionEncoder
-from training.train_flow import ConditionConfig, FlowModelConfig, build_condition_encoder, build_vae
+from training.train_flow import ConditionConfig, FlowModelConfig, build_condition_encoder, build_transformer, build_vae
 from triposg.pipelines import make_random_pipeline
 
 
 def test_parts_are_written_in_fp16_and_train_as_float32(tmp_path):
     pipe = make_random_pipeline(latent_channels=8)
     pipe.vae.save_pretrained(tmp_path / "vae-run")
+    pipe.transformer.save_pretrained(tmp_path / "dit-run")
     ConditionEncoder(pipe.image_encoder_dinov2, pipe.feature_extractor_dinov2).save_pretrained(tmp_path / "enc-run")
     (tmp_path / "enc-run" / "metrics.json").write_text(json.dumps({"family_accuracy": 0.5}))
     out = tmp_path / "parts"
@@ -23,7 +24,7 @@ def test_parts_are_written_in_fp16_and_train_as_float32(tmp_path):
     (out / "vae" / "stale.txt").write_text("from an older copy")
 
     load_script("save_model_parts").main(["--vae", str(tmp_path / "vae-run"), "--encoder", str(tmp_path / "enc-run"),
-                                          "--out", str(out)])
+                                          "--transformer", str(tmp_path / "dit-run"), "--out", str(out)])
 
     assert not (out / "vae" / "stale.txt").exists() and not list(out.glob("*.staging"))
     assert json.loads((out / "encoder" / "metrics.json").read_text()) == {"family_accuracy": 0.5}
@@ -34,6 +35,10 @@ def test_parts_are_written_in_fp16_and_train_as_float32(tmp_path):
     encoder = build_condition_encoder(ConditionConfig(from_pipeline=str(out / "encoder")))
     assert {p.dtype for p in vae.parameters()} == {p.dtype for p in encoder.parameters()} == {torch.float32}
     torch.testing.assert_close(vae.quant.weight, pipe.vae.quant.weight.half().float(), rtol=0, atol=0)
+    transformer = build_transformer(FlowModelConfig(pretrained=str(out / "transformer")), 8, encoder)
+    assert {p.dtype for p in transformer.parameters()} == {torch.float32}
+    first = next(iter(pipe.transformer.state_dict().items()))
+    torch.testing.assert_close(transformer.state_dict()[first[0]], first[1].half().float(), rtol=0, atol=0)
     patch = encoder.dinov2.embeddings.patch_embeddings.projection.weight
     torch.testing.assert_close(patch, pipe.image_encoder_dinov2.embeddings.patch_embeddings.projection.weight.half()
                                .float(), rtol=0, atol=0)

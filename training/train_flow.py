@@ -219,13 +219,13 @@ def build_transformer(config: FlowModelConfig, latent_channels: int, encoder: Co
     """A fresh DiT sized to the VAE and encoder, a pretrained one, or a dense one upcycled to MoE (§3.2)."""
     if config.upcycle_from is not None:
         dense = TripoSGDiTModel.from_pretrained(_existing(config.upcycle_from, "model.upcycle_from"),
-                                                subfolder=config.upcycle_subfolder)
+                                                subfolder=config.upcycle_subfolder, torch_dtype=torch.float32)
         transformer = TripoSGDiTModel.upcycle(dense, num_experts=config.num_experts, moe_top_k=config.moe_top_k,
                                               moe_shared_expert=config.moe_shared_expert,
                                               moe_layers=config.moe_layers)
     elif config.pretrained is not None:
         transformer = TripoSGDiTModel.from_pretrained(_existing(config.pretrained, "model.pretrained"),
-                                                      subfolder=config.subfolder)
+                                                      subfolder=config.subfolder, torch_dtype=torch.float32)
     else:
         args = {"in_channels": latent_channels, "cross_attention_dim": encoder.local_dim,
                 "use_cross_attention_2": encoder.global_dim is not None,
