@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from training.conditioning import ConditionEncoder
+from triposg.io import swap_in
 from triposg.models import TripoSGDiTModel, TripoSGVAEModel
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "default-model-parts"
@@ -44,15 +45,15 @@ def save_encoder(source: Path, folder: Path) -> None:
 
 
 def replace_folder(folder: Path, write) -> None:
-    """Write into a staging folder beside `folder`, then swap it in: a failed write leaves the old copy."""
+    """Write into a staging folder beside `folder`, then swap it in (`triposg.io.swap_in`): a failed write or
+    rename leaves the old copy."""
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         write(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
+        swap_in(staging, folder)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
 
 
 def main(argv: list[str] | None = None) -> None:

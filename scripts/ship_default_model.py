@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from triposg.io import swap_in  # noqa: E402
 from triposg.loading import DEFAULT_MODEL_PATH, GenerationDefaults  # noqa: E402
 from triposg.pipelines import TripoSGPipeline  # noqa: E402
 
@@ -47,22 +48,6 @@ def ship(source: Path, out: Path, samples: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
     return out
-
-
-def swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging`; if the final rename fails, the old folder is put back."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    retired = out.with_name(f".{out.name}-old")
-    shutil.rmtree(retired, ignore_errors=True)
-    out.rename(retired)
-    try:
-        staging.rename(out)
-    except OSError:
-        retired.rename(out)
-        raise
-    shutil.rmtree(retired)
 
 
 def main(argv: list[str] | None = None) -> int:
