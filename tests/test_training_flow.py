@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.data.datasets import usable_rows
 from training.engine.checkpoint import list_checkpoints
 from training.train_flow import main
 from triposg.models import TripoSGDiTModel
@@ -145,8 +146,8 @@ def test_latent_cache_is_filled_once_and_then_read(training_corpus, vae_folder, 
                    "train.sample_every=100"))
     key = vae_fingerprint(TripoSGVAEModel.from_pretrained(vae_folder))
     cached = {m: set(LatentStore(cache, key, m).object_ids()) for m in (16, 32)}
-    assert set().union(*cached.values()) and all(ids <= {p.name for p in (training_corpus / "objects").iterdir()}
-                                                 for ids in cached.values())
+    train_ids = set(usable_rows(training_corpus, "train", False)[1]["object_id"])
+    assert train_ids and all(ids == train_ids for ids in cached.values())  # every object, every M, up front
     files = sorted(cache.rglob("*.safetensors"))
     stamps = [f.stat().st_mtime_ns for f in files]
     main(tiny_args(training_corpus, vae_folder, tmp_path / "run2", f"data.latent_cache={cache}",
@@ -169,3 +170,15 @@ def test_a_sample_without_surface_warns_and_training_goes_on(training_corpus, va
     with pytest.warns(UserWarning, match="no surface yet"):
         main(tiny_args(training_corpus, no_surface_vae, run, "train.max_steps=2", "train.sample_every=1"))
     assert (run / "pipeline" / "model_index.json").is_file()
+
+
+def test_cached_latents_without_surface_name_the_missing_objects(vae_folder, tmp_path):
+    from training.train_flow import CachedLatents
+    from triposg.models import TripoSGVAEModel
+
+    cached = CachedLatents(TripoSGVAEModel.from_pretrained(vae_folder), tmp_path / "latents", sample_posterior=False)
+    surface = torch.randn(2, 64, 6)
+    first = cached(["a", "b"], surface, 16)
+    assert torch.equal(cached(["b", "a"], None, 16), first.flip(0))  # read back without any surface
+    with pytest.raises(KeyError, match="'c'.*fill_latent_cache"):
+        cached(["a", "c"], None, 16)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from accelerate.utils import set_seed
 from torch import nn
+from torch.utils.data import Subset
 
 from triposg.loading import GenerationDefaults
 from triposg.models import TripoSGDiTModel, TripoSGVAEModel
@@ -41,7 +42,7 @@ from .engine.checkpoint import PythonRandomState
 from .engine.config import TrainConfig, load_config, parse_training_args, save_config
 from .engine.loop import Trainer
 from .flow_objectives import DEFAULT_AUX_LOSS_WEIGHT, FlowObjective, expert_load_summary, flow_loss, make_objective
-from .latents import LatentStore, encode_latents, vae_fingerprint
+from .latents import LatentStore, build_latent_store, encode_latents, vae_fingerprint
 
 
 @dataclass
@@ -104,7 +105,8 @@ class FlowDataConfig:
     max_rotation_deg: float = 10.0  # ... uniformly within ± this angle
     include_flagged: bool = False  # also train on objects the quality filters flagged
     # Folder of cached VAE posteriors (one file per object and token count, keyed by the VAE's weights);
-    # filled lazily on first sight of an object, then read instead of encoding. None encodes every batch.
+    # filled for every training object before the first step, then read instead of encoding, and the
+    # surface points are no longer loaded per item. None encodes every batch.
     latent_cache: str | None = None
 
 
@@ -258,14 +260,31 @@ class CachedLatents:
         self.stores: dict[int, LatentStore] = {}
 
     @torch.no_grad()
-    def __call__(self, object_ids: list[str], surface: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    def __call__(self, object_ids: list[str], surface: torch.Tensor | None, num_tokens: int,
+                 device: torch.device | str | None = None) -> torch.Tensor:
         store = self.stores.setdefault(num_tokens, LatentStore(self.folder, self.vae_key, num_tokens))
         missing = [i for i, object_id in enumerate(object_ids) if object_id not in store]
         if missing:
+            if surface is None:
+                raise KeyError(f"no cached latents (M={num_tokens}) for {[object_ids[i] for i in missing]} in "
+                               f"{store.folder}, and the batch has no surface points to encode them; "
+                               "fill the cache with fill_latent_cache first")
             posterior = self.vae.encode(surface[missing], num_tokens=num_tokens).latent_dist
             for row, index in enumerate(missing):
                 store.save(object_ids[index], posterior.mean[row], posterior.std[row])
-        return store.load_latents(object_ids, sample_posterior=self.sample_posterior, device=surface.device)
+        return store.load_latents(object_ids, sample_posterior=self.sample_posterior, device=device)
+
+
+def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
+    """Encode every training object of `data` that is not cached yet, at each token count, into
+    `data.latent_cache` (one surface read per object; a resumed run finds them cached and reads nothing)."""
+    dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, use_eval_view=True,
+                               include_flagged=data.include_flagged)
+    for num_tokens in data.token_counts:
+        store = LatentStore.for_vae(data.latent_cache, vae, num_tokens)
+        missing = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
+        if missing:
+            build_latent_store(vae, Subset(dataset, missing), num_tokens, data.latent_cache)
 
 
 def make_loss_fn(
@@ -277,17 +296,18 @@ def make_loss_fn(
     cached = CachedLatents(vae, latent_cache, config.sample_posterior) if latent_cache else None
 
     def compute_loss(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        surface = batch["surface"]  # (B, N, 6) xyz + normals
-        if vae.device != surface.device:
-            vae.to(surface.device)
+        surface = batch.get("surface")  # (B, N, 6) xyz + normals; absent when every latent is cached
+        device = next(model.parameters()).device
+        if vae.device != device:
+            vae.to(device)
         if cached is not None:
-            latents = cached(batch["object_id"], surface, batch["num_tokens"])
+            latents = cached(batch["object_id"], surface, batch["num_tokens"], device)
         else:
             latents = encode_latents(vae, surface, batch["num_tokens"], sample_posterior=config.sample_posterior)
         cond = cond_2 = None
         if not encoder.trainable:
-            if encoder.dinov2.device != surface.device:
-                encoder.to(surface.device)
+            if encoder.dinov2.device != device:
+                encoder.to(device)
             with torch.no_grad():
                 cond, cond_2 = encoder.encode(batch["image"])
         terms = model(latents, cond, cond_2, batch["image"], objective, config.condition_dropout,
@@ -376,10 +396,12 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     model = FlowModel(transformer, encoder if encoder.trainable else None)
     objective = build_objective(config.flow)
     data = config.data
+    if data.latent_cache:
+        fill_latent_cache(vae, data)
     dataset = ImageViewDataset(data.corpus, data.split, foreground_ratio=data.foreground_ratio,
                                rotation_prob=data.rotation_prob, max_rotation_deg=data.max_rotation_deg,
                                image_size=data.image_size, num_surface=data.num_surface,
-                               include_flagged=data.include_flagged)
+                               include_flagged=data.include_flagged, load_surface=not data.latent_cache)
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(
