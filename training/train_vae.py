@@ -90,7 +90,7 @@ def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
         path = Path(config.pretrained)
         if not path.exists():
             raise FileNotFoundError(f"model.pretrained={path} does not exist; give a folder saved by save_pretrained")
-        vae = TripoSGVAEModel.from_pretrained(path, subfolder=config.subfolder)
+        vae = TripoSGVAEModel.from_pretrained(path, subfolder=config.subfolder, torch_dtype=torch.float32)
     else:
         vae = TripoSGVAEModel(**config.args)
     if config.freeze_encoder:
