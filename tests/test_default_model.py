@@ -32,8 +32,8 @@ def aspect(mesh) -> float:
 
 
 def test_a_rocket_comes_out_tall_and_a_dumbbell_wide(generate):
-    # Measured on the shipped model (seeds 42 and 7): rocket 4.4 / 2.4, dumbbell 0.46 / 0.38; a model that
-    # ignores the image (the random placeholder's bumpy sphere) gives ~1 for both.
+    # Measured on the shipped model (seeds 42 and 7): rocket 4.4 / 2.4, dumbbell 0.46 / 0.38; the random
+    # placeholder it replaced (a bumpy sphere whatever the image) gave 1.01 for both.
     rocket, dumbbell = generate("rocket.png"), generate("dumbbell_alpha.png")
     assert len(rocket.faces) > 0 and len(dumbbell.faces) > 0
     assert aspect(rocket) > 1.8, aspect(rocket)
