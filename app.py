@@ -71,6 +71,8 @@ from evaluation.variants import (
     parse_variant_rows,
     pipeline_with_sampler,
     run_variant,
+    shipped_variant_groups,
+    shipped_variant_specs,
     spec_model_variant,
     timings_table,
 )
@@ -612,6 +614,18 @@ class AblationHandlers:
         return str(Path(run_folder) / record["image"]), text
 
 
+def shipped_variants_table(group: str | None) -> pd.DataFrame:
+    """The variants table filled with a shipped ablation group's variants (up to `MAX_VARIANTS`), each
+    with the settings it was evaluated with."""
+    paths = shipped_variant_groups().get(group or "")
+    if not paths:
+        raise gr.Error(f"no shipped ablation variants named {group!r}; the shipped groups are in "
+                       "assets/ablation-variants")
+    rows = [dataclasses.asdict(spec) for spec in shipped_variant_specs(paths[:MAX_VARIANTS])]
+    rows += [{column: "" for column in VARIANT_COLUMNS}] * (MAX_VARIANTS - len(rows))
+    return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
+
+
 def variants_input(defaults: GenerationDefaults, label: str) -> gr.Dataframe:
     """The editable variants table (one row per variant; a row without a model is skipped)."""
     return gr.Dataframe(
@@ -639,6 +653,14 @@ def build_ablations_tab(handlers: AblationHandlers, defaults: GenerationDefaults
         with gr.Column(scale=2):
             variants = variants_input(defaults, "Variants (2–4 rows)")
             gr.Markdown(VARIANTS_HELP)
+            shipped = shipped_variant_groups()
+            if shipped:  # trained ablation variants that ship with the repo (training.ablations)
+                with gr.Row():
+                    group = gr.Dropdown(
+                        [(f"{name} ({', '.join(p.name for p in paths)})", name) for name, paths in shipped.items()],
+                        value=next(iter(shipped)), label="Shipped ablation variants", scale=3)
+                    fill = gr.Button("Put them in the table", scale=1)
+                fill.click(shipped_variants_table, [group], [variants], api_visibility="private")
             button = gr.Button("Compare", variant="primary")
     meshes, normals = [], []
     with gr.Row():

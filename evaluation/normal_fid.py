@@ -220,11 +220,16 @@ def load_test_set(
 
 
 def corpus_test_set(
-    root: PathLike, split: str | None = "test", limit: int | None = None, include_flagged: bool = False
+    root: PathLike, split: str | None = "test", limit: int | None = None, include_flagged: bool = False,
+    per_family: int | None = None,
 ) -> TestSet:
     """The usable objects of a built corpus in `split` (None = all), with their stored evaluation views and
-    field data (`fields.npz` surface points serve as the ground-truth surface)."""
+    field data (`fields.npz` surface points serve as the ground-truth surface). `per_family`: only the first
+    N objects of each family (a family-balanced sample; manifests list families in blocks, so a plain `limit`
+    takes one or two families), applied before `limit`."""
     from training.data.manifest import read_manifest, select
+
+    from .vae_recon import select_rows
 
     root = Path(root)
     table = read_manifest(root)
@@ -235,8 +240,9 @@ def corpus_test_set(
             f"the corpus {root} has no usable objects in split {split!r} (splits with objects: "
             f"{', '.join(present) or 'none'}); build more objects or choose another split with --split"
         )
-    if limit is not None:
-        rows = rows.head(_check_limit(limit))
+    if per_family is not None and per_family < 1:
+        raise ValueError(f"per_family must be a positive number of objects, got {per_family}")
+    rows = select_rows(rows, per_family, None if limit is None else _check_limit(limit))
     objects = []
     for row in rows.itertuples(index=False):
         views = root / row.views_dir
@@ -249,7 +255,8 @@ def corpus_test_set(
         metadata = {"source": row.source, "family": row.family, "seed": row.seed, "source_path": row.source_path}
         metadata = {key: _plain(value) for key, value in metadata.items()}
         objects.append(TestObject(row.object_id, rgb, normal, reference, metadata))
-    return TestSet(f"corpus {root} (split {split or 'all'})", objects)
+    balance = f", {per_family} per family" if per_family is not None else ""
+    return TestSet(f"corpus {root} (split {split or 'all'}{balance})", objects)
 
 
 def mesh_test_set(

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +47,7 @@ __all__ = [
     "LOADED_MODEL",
     "MODEL_SAMPLER",
     "SAMPLERS",
+    "SHIPPED_VARIANTS_DIR",
     "PipelineCache",
     "VariantRun",
     "VariantSpec",
@@ -54,6 +56,8 @@ __all__ = [
     "parse_variant_rows",
     "pipeline_with_sampler",
     "run_variant",
+    "shipped_variant_groups",
+    "shipped_variant_specs",
     "spec_model_variant",
     "timings_table",
 ]
@@ -66,6 +70,9 @@ NORMAL_RENDER_RESOLUTION = 256  # side of the side-by-side normal renders
 FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 MAX_STEPS = 200
 MAX_TOKENS = 4096
+# Trained ablation variants shipped for side-by-side viewing: `<dir>/<group>/<variant>/` pipeline folders
+# (training.ablations trains them; assets/ablation-variants/README.md says how they were made).
+SHIPPED_VARIANTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "ablation-variants"
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,33 @@ def parse_variant_rows(rows: Iterable[Mapping[str, Any]], min_count: int = 2, ma
         ))
     if not min_count <= len(specs) <= max_count:
         raise ValueError(f"choose {min_count} to {max_count} variants (rows with a model), got {len(specs)}")
+    return specs
+
+
+def _natural_key(path: Path) -> list:
+    """"tokens-32" before "tokens-128": digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def shipped_variant_groups(folder: str | os.PathLike = SHIPPED_VARIANTS_DIR) -> dict[str, list[Path]]:
+    """Shipped ablation variants: group name → its variants' pipeline folders (those holding a
+    `model_index.json` at `<folder>/<group>/<variant>/`), groups by name, variants in natural order."""
+    groups: dict[str, list[Path]] = {}
+    for index in sorted(Path(folder).glob("*/*/model_index.json")):
+        groups.setdefault(index.parent.parent.name, []).append(index.parent)
+    return {group: sorted(paths, key=_natural_key) for group, paths in groups.items()}
+
+
+def shipped_variant_specs(paths: Iterable[str | os.PathLike]) -> list[VariantSpec]:
+    """A variant per pipeline folder, each with the model's own sampler and its `generation_config.json`
+    settings (a shipped variant is seen as it was evaluated). Paths under the working folder are written
+    relative to it, as a user would type them."""
+    specs = []
+    for path in map(Path, paths):
+        defaults = GenerationDefaults.from_folder(path)
+        shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+        specs.append(VariantSpec(shown, MODEL_SAMPLER, defaults.num_inference_steps, defaults.guidance_scale,
+                                 defaults.num_tokens, defaults.octree_resolution))
     return specs
 
 

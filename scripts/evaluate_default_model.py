@@ -23,10 +23,8 @@ On the held-out test split (never trained on; quality-flagged objects excluded):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -49,18 +47,6 @@ from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstructio
 from triposg.loading import load_pipeline
 from triposg.pipelines.pipeline_triposg import composite_on_white
 from triposg.rendering import make_image_grid
-
-
-def balanced_subset(test_set, per_family: int):
-    """Up to `per_family` objects of each family, in manifest order."""
-    taken: dict[str, int] = defaultdict(int)
-    objects = []
-    for test_object in test_set.objects:
-        family = test_object.metadata.get("family") or "mesh"
-        if taken[family] < per_family:
-            taken[family] += 1
-            objects.append(test_object)
-    return dataclasses.replace(test_set, objects=objects, name=f"{test_set.name}, {per_family} per family")
 
 
 def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, per_family: int | None,
@@ -125,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     vae_rows = [] if args.skip_vae else vae_tables(pipe, args.corpus, defaults.num_tokens, args.vae_limit,
                                                      args.vae_per_family, args.out)
 
-    test_set = balanced_subset(corpus_test_set(args.corpus, "test"), args.per_family)
+    test_set = corpus_test_set(args.corpus, "test", per_family=args.per_family)
     identity = model_identity(args.model)
     mean_mesh = mean_occupancy_shape(args.corpus, split="train", resolution=64, limit=400)
     mean_mesh.export(args.out / "mean_shape.ply")

@@ -107,6 +107,28 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corp
     assert "normal_fid" not in table  # fid=off: no empty column for the app to chart as zeros
     assert bar_columns(table.drop(columns="label"))[1] == "fd_dinov2"
 
+    # Another group whose variant resolves to table1-skip's "skip" run reuses its result without training.
+    twin = tmp_path / "twin.yaml"
+    twin.write_text("kind: flow\nbase: training/configs/flow-tiny.yaml\nbudget: {max_steps: 300}\n"
+                    "overrides: {model.args.use_skip_connections: true}\n"
+                    "variants:\n  rectified-flow: {flow.objective: rectified_flow}\n")
+    sets = [*ENGINE, *TINY_FLOW, f"model.vae={vae_folder}"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("an identical run was trained again"))
+        patch.setattr(ablations, "evaluate_flow", lambda *a, **k: pytest.fail("an identical run was re-evaluated"))
+        reused = run_group(twin, training_corpus, out, seeds=[0], sets=sets, evaluate_sets=FLOW_EVAL)
+    row = reused.iloc[0]
+    assert row["status"] == "ok" and row["reused_from"].endswith("skip-s0")
+    source = per_seed[(per_seed["variant"] == "skip") & (per_seed["seed"] == "0")].iloc[0]
+    assert row["fd_dinov2"] == pytest.approx(source["fd_dinov2"])
+    # A different evaluation is a different run.
+    group = load_group(twin)
+    config = ablations.variant_config(group, "rectified-flow", 0, training_corpus, out, sets)
+    evaluate = ablations.from_dict(ablations.EvaluateConfig, {"split": "train", "limit": 2})
+    changed = ablations.from_dict(ablations.EvaluateConfig, {"split": "train", "limit": 1})
+    assert (ablations.run_fingerprint("flow", config, training_corpus, evaluate)
+            != ablations.run_fingerprint("flow", config, training_corpus, changed))
+
 
 def test_a_failing_variant_is_recorded_not_fatal(training_corpus, tmp_path):
     group = tmp_path / "broken.yaml"

@@ -251,3 +251,32 @@ def test_normal_fid_and_arena_apis(client, corpus, monkeypatch):
     with pytest.raises(Exception, match="Choose a test set"):
         client.predict({"headers": list(one.columns), "data": one.values.tolist()}, "", "test", None, 0, SEED,
                        api_name="/normal_fid")
+
+
+def test_shipped_variant_groups_fill_the_variants_table(tmp_path, monkeypatch):
+    import evaluation.variants as variants_module
+
+    for group, variant, steps in [("tokens", "tokens-128", 7), ("tokens", "tokens-32", 5), ("tokens", "tokens-64", 6),
+                                  ("skip", "no-skip", 9), ("skip", "notes", None)]:
+        folder = tmp_path / group / variant
+        folder.mkdir(parents=True)
+        if steps is not None:  # a folder without model_index.json is not a variant
+            (folder / "model_index.json").write_text("{}")
+            GenerationDefaults(num_inference_steps=steps, num_tokens=steps * 8, octree_resolution=64).save(folder)
+    groups = variants_module.shipped_variant_groups(tmp_path)
+    assert list(groups) == ["skip", "tokens"]
+    assert [p.name for p in groups["tokens"]] == ["tokens-32", "tokens-64", "tokens-128"]
+    assert [p.name for p in groups["skip"]] == ["no-skip"]
+
+    monkeypatch.chdir(tmp_path)
+    specs = variants_module.shipped_variant_specs(groups["tokens"])
+    assert [s.model for s in specs] == [str(Path("tokens") / name) for name in ("tokens-32", "tokens-64", "tokens-128")]
+    assert [(s.num_inference_steps, s.num_tokens, s.octree_resolution) for s in specs] == [(5, 40, 64), (6, 48, 64),
+                                                                                          (7, 56, 64)]
+    assert parse_variant_rows([vars(s) for s in specs], min_count=3) == specs  # the table accepts them as they are
+
+    monkeypatch.setattr(app, "shipped_variant_groups", lambda: groups)
+    table = app.shipped_variants_table("tokens")
+    assert len(table) == app.MAX_VARIANTS and table["model"].tolist()[-1] == ""
+    with pytest.raises(gr.Error, match="no shipped ablation variants named 'nope'"):
+        app.shipped_variants_table("nope")

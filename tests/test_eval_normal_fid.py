@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from evaluation.normal_fid import (
     NormalFidConfig,
     UnsafeArchiveError,
     ZipLimits,
+    corpus_test_set,
     dinov2_named_extractor,
     load_test_set,
     model_identity,
@@ -247,6 +249,28 @@ def test_failed_generations_count_as_empty_normal_maps_and_are_cached(corpus, no
 
     with pytest.raises(RuntimeError, match="every generation failed"):
         run_normal_fid(test_set, ModelVariant("broken", always_fails, {}), tmp_path / "third", progress=False)
+
+
+def test_corpus_test_set_balances_families_before_the_limit(corpus, tmp_path):
+    from training.data.manifest import MANIFEST_NAME
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy)
+    table = pd.read_csv(copy / MANIFEST_NAME)
+    table["family"] = ["a", "a", "b"]  # families in blocks, as a built manifest lists them
+    table.to_csv(copy / MANIFEST_NAME, index=False)
+    ids = table["object_id"].tolist()
+
+    def object_ids(**kwargs) -> list[str]:
+        return [o.object_id for o in corpus_test_set(copy, **kwargs).objects]
+
+    assert object_ids() == ids
+    assert object_ids(per_family=1) == [ids[0], ids[2]]
+    assert object_ids(per_family=1, limit=1) == [ids[0]]
+    assert object_ids(limit=2) == ids[:2]
+    assert "1 per family" in corpus_test_set(copy, per_family=1).name
+    with pytest.raises(ValueError, match="per_family"):
+        corpus_test_set(copy, per_family=0)
 
 
 def test_corpus_without_objects_in_split_is_a_clear_error(corpus):

@@ -29,7 +29,10 @@ For each variant × seed: train into `<out>/runs/<group>/<variant>-s<seed>` (con
 checkpoint when interrupted), evaluate on the `--corpus` test split, and store `result.json` there. A run
 whose `result.json` says "ok" is skipped on the next invocation (delete its folder, or just `result.json`
 to re-evaluate, after changing its settings); a failed one is recorded (status and error in the CSV) and
-retried next time. After every run `<out>/<group>.csv` is rewritten from all
+retried next time. A run whose resolved config, corpus and evaluation settings equal those of a run
+finished in any group under `<out>` (groups share variants: Table 1's "skip" run is also the objective
+group's rectified-flow run) is not trained again: its result is copied, naming the source in `reused_from`.
+After every run `<out>/<group>.csv` is rewritten from all
 results: one row per variant × seed and, for variants with several finished seeds, a `mean` row with
 `<metric>_std` columns (the layout `evaluation.results.read_results_folder` and the app's Ablations tab read).
 Beside it, `<out>/<group>.json` holds what `evaluation.ablation_report` needs to set the table next to the
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import re
@@ -101,6 +105,7 @@ class EvaluateConfig:
 
     split: str = "test"  # the held-out split every variant is measured on
     limit: int | None = None  # first N test objects (None = all); for quick checks
+    per_family: int | None = None  # first N test objects of each family, before `limit` (None = all)
     seed: int = 0
     device: str | None = None  # None = CUDA when available
     # VAE groups (evaluation.vae_recon)
@@ -343,7 +348,7 @@ def evaluate_vae(run: Path, corpus: str | Path, config: EvaluateConfig) -> dict[
     table = run_vae_reconstruction(vae, corpus, split=config.split, num_tokens=config.num_tokens,
                                    num_surface=config.num_surface, resolution=config.resolution,
                                    num_points=config.num_points, limit=config.limit, seed=config.seed,
-                                   progress=False)
+                                   progress=False, per_family=config.per_family)
     (run / "eval").mkdir(exist_ok=True)
     table.to_csv(run / "eval" / "per_object.csv", index=False)
     summary = summarize_reconstruction(table)
@@ -354,7 +359,7 @@ def evaluate_flow(run: Path, corpus: str | Path, config: EvaluateConfig, extract
     """Normal-FID protocol of the run's exported pipeline on the test split; its flat metrics."""
     from evaluation.normal_fid import NormalFidConfig, corpus_test_set, load_model_variant, run_normal_fid
 
-    test_set = corpus_test_set(corpus, split=config.split, limit=config.limit)
+    test_set = corpus_test_set(corpus, split=config.split, limit=config.limit, per_family=config.per_family)
     variant, _ = load_model_variant(
         _exported("flow", run), config.device, num_inference_steps=config.num_inference_steps,
         guidance_scale=config.guidance_scale, num_tokens=config.sample_tokens,
@@ -393,6 +398,15 @@ def run_one(group: AblationGroup, variant: str, seed: int, corpus: Path, out: Pa
     try:
         config = variant_config(group, variant, seed, corpus, out, sets, variables)
         result["max_steps"] = config.train.max_steps
+        result["fingerprint"] = run_fingerprint(group.kind, config, corpus, evaluate)
+        twin = find_finished_twin(out, result["fingerprint"], run)
+        if twin is not None:  # the same training and evaluation finished in another group: reuse it
+            print(f"{group.name}/{variant} seed {seed}: same config and evaluation as {twin['run_dir']}; "
+                  "reusing its result", flush=True)
+            result.update(metrics=twin["metrics"], reused_from=twin["run_dir"], train_seconds=0.0, eval_seconds=0.0)
+            run.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(run / RESULT_FILE, json.dumps(result, indent=1, default=_json_default).encode())
+            return result
         if not _exported(group.kind, run).is_dir():
             start = time.perf_counter()
             _train(group.kind, config)
@@ -411,6 +425,32 @@ def run_one(group: AblationGroup, variant: str, seed: int, corpus: Path, out: Pa
     run.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(run / RESULT_FILE, json.dumps(result, indent=1, default=_json_default).encode())
     return result
+
+
+def run_fingerprint(kind: str, config, corpus: str | Path, evaluate: EvaluateConfig) -> str:
+    """A hash of everything that decides a run's result: the kind, the resolved training config (less its
+    output folder), the corpus and the evaluation settings. Groups share variants (Table 1's "skip" run is
+    also its objective group's rectified-flow run); equal fingerprints are trained once."""
+    values = asdict(config)
+    values["train"].pop("output_dir", None)
+    text = json.dumps({"kind": kind, "config": values, "corpus": str(Path(corpus).resolve()),
+                       "evaluate": asdict(evaluate)}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def find_finished_twin(out: str | Path, fingerprint: str, exclude: Path) -> dict[str, Any] | None:
+    """A finished (status ok, not itself reused) result under `<out>/runs` with this fingerprint, or None."""
+    for path in sorted(Path(out).glob(f"runs/*/*/{RESULT_FILE}")):
+        if path.parent.resolve() == Path(exclude).resolve():
+            continue
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (result.get("fingerprint") == fingerprint and result.get("status") == "ok"
+                and not result.get("reused_from")):
+            return result
+    return None
 
 
 def _json_default(value: Any) -> Any:
@@ -475,7 +515,7 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
             rows.append({"label": f"{variant} · s{result['seed']}", "variant": variant, "seed": str(result["seed"]),
                          "status": result["status"], **result["metrics"], "max_steps": result.get("max_steps"),
                          "train_seconds": result.get("train_seconds"), "eval_seconds": result.get("eval_seconds"),
-                         "error": result.get("error")})
+                         "reused_from": result.get("reused_from"), "error": result.get("error")})
         finished = [r for r in results if r["status"] == "ok"]
         if len(finished) > 1:
             frame = pd.DataFrame([r["metrics"] for r in finished])
@@ -487,9 +527,9 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
             rows.append(aggregate)
     ordered = sorted(metric_names, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m))
     columns = ["label", "variant", "seed", "status", *ordered, *[f"{m}_std" for m in ordered],
-               "max_steps", "train_seconds", "eval_seconds", "error"]
+               "max_steps", "train_seconds", "eval_seconds", "reused_from", "error"]
     table = pd.DataFrame(rows, columns=columns)
-    optional = [*ordered, *[f"{m}_std" for m in ordered], "max_steps", "train_seconds", "eval_seconds"]
+    optional = [*ordered, *[f"{m}_std" for m in ordered], "max_steps", "train_seconds", "eval_seconds", "reused_from"]
     table = table.drop(columns=[c for c in optional if table[c].isna().all()])
     write_bytes_atomic(out / f"{group.name}.csv", table.to_csv(index=False).encode())  # the app may be reading it
     info = group_info(group, command or group_command(group, out))
