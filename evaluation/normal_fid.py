@@ -227,9 +227,7 @@ def corpus_test_set(
     field data (`fields.npz` surface points serve as the ground-truth surface). `per_family`: only the first
     N objects of each family (a family-balanced sample; manifests list families in blocks, so a plain `limit`
     takes one or two families), applied before `limit`."""
-    from training.data.manifest import read_manifest, select
-
-    from .vae_recon import select_rows
+    from training.data.manifest import read_manifest, select, select_rows
 
     root = Path(root)
     table = read_manifest(root)

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from training.data.manifest import select_rows
 from triposg.models import TripoSGVAEModel
 from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh
 
@@ -41,14 +42,6 @@ __all__ = ["CORPUS_TO_METRIC_FRAME", "reconstruct", "run_vae_reconstruction", "s
 def reconstruct(vae: TripoSGVAEModel, surface: np.ndarray, num_tokens: int, resolution: int = 128, seed: int = 0):
     """(S, 6) surface points → the VAE's reconstructed mesh (corpus frame), or None if it has no surface."""
     return latent_to_mesh(vae, encode_surface(vae, surface, num_tokens, seed), resolution)
-
-
-def select_rows(rows: pd.DataFrame, per_family: int | None = None, limit: int | None = None) -> pd.DataFrame:
-    """The first `per_family` manifest rows of each family (a family-balanced sample: manifests list the
-    families in blocks, so a plain `limit` would take one or two families), then the first `limit`."""
-    if per_family is not None:
-        rows = rows.groupby("family", sort=False).head(per_family)
-    return rows if limit is None else rows.head(limit)
 
 
 def run_vae_reconstruction(

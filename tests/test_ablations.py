@@ -35,13 +35,25 @@ def test_every_shipped_group_parses_and_resolves_its_configs():
                            "table4-data"}
     for group in groups.values():
         for variant in group.variants:
-            config = ablations.variant_config(group, variant, 0, "data/tiny", "out",
-                                              variables={"corpus_large": "data/tiny-64"})
+            config = ablations.variant_config(group, variant, 0, "data/tiny", "out")
             assert config.train.output_dir == str(Path("out") / "runs" / group.name / f"{variant}-s0")
     moe = ablations.variant_config(groups["table2-tokens"], "tokens-128-moe", 1, "data/tiny", "out")
     assert moe.model.upcycle_from == str(Path("out") / "runs" / "table2-tokens" / "tokens-128-s1" / "pipeline")
-    with pytest.raises(ValueError, match="--var corpus_large="):  # the larger corpus must be given
-        ablations.variant_config(groups["table4-data"], "curated-large", 0, "data/tiny", "out")
+    small = ablations.variant_config(groups["table4-data"], "curated-small", 0, "data/tiny", "out")
+    assert small.data.objects_per_family == 38 and not small.data.include_flagged
+
+
+def test_a_var_without_value_fails_only_its_variant_and_names_the_flag(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("kind: flow\nbase: training/configs/flow-tiny.yaml\nvars: {corpus_large: null}\n"
+                    "variants:\n  small: {}\n  large: {data.corpus: '${corpus_large}'}\n")
+    group = load_group(path)
+    assert ablations.variant_config(group, "small", 0, "data/tiny", "out").data.corpus == "data/tiny"
+    with pytest.raises(ValueError, match="--var corpus_large="):
+        ablations.variant_config(group, "large", 0, "data/tiny", "out")
+    large = ablations.variant_config(group, "large", 0, "data/tiny", "out", variables={"corpus_large": "data/big"})
+    assert large.data.corpus == "data/big"
+    assert ablations.group_command(group, "out", "data/tiny").endswith("--var corpus_large=CORPUS_LARGE")
 
 
 @pytest.mark.filterwarnings("ignore:step 3. the decoded field has no surface yet")

@@ -182,3 +182,29 @@ def test_cached_latents_without_surface_name_the_missing_objects(vae_folder, tmp
     assert torch.equal(cached(["b", "a"], None, 16), first.flip(0))  # read back without any surface
     with pytest.raises(KeyError, match="'c'.*fill_latent_cache"):
         cached(["a", "c"], None, 16)
+
+
+def test_objects_per_family_trains_on_a_family_balanced_subset(training_corpus, vae_folder, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from training.data.manifest import MANIFEST_NAME
+    from training.latents import LatentStore, vae_fingerprint
+    from training.train_flow import FlowDataConfig, fill_latent_cache
+    from triposg.models import TripoSGVAEModel
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(training_corpus, corpus)
+    table = pd.read_csv(corpus / MANIFEST_NAME)
+    table["family"] = ["a", "a", "b"]  # families in blocks, as a built manifest lists them
+    table.to_csv(corpus / MANIFEST_NAME, index=False)
+    ids = table["object_id"].tolist()
+    assert usable_rows(corpus, "train", False, per_family=1)[1]["object_id"].tolist() == [ids[0], ids[2]]
+    assert usable_rows(corpus, "train", False)[1]["object_id"].tolist() == ids
+
+    vae = TripoSGVAEModel.from_pretrained(vae_folder)
+    data = FlowDataConfig(corpus=str(corpus), num_surface=64, token_counts=(16,), objects_per_family=1,
+                          latent_cache=str(tmp_path / "latents"))
+    fill_latent_cache(vae, data)  # encodes only the objects the run trains on
+    assert sorted(LatentStore(data.latent_cache, vae_fingerprint(vae), 16).object_ids()) == sorted([ids[0], ids[2]])

@@ -3,7 +3,7 @@
     python -m training.ablations list
     python -m training.ablations run training/configs/ablations/table3-vae.yaml --corpus data/tiny \
         [--out results/ablations] [--seeds 0 1] [--set train.max_steps=100] [--eval limit=8] \
-        [--var corpus_large=data/tiny-64]
+        [--var NAME=VALUE]
     python -m training.ablations report [--out results/ablations]   # REPORT.md: our tables beside the paper's
 
 A group file (`training/configs/ablations/*.yaml`) describes variants that differ in one factor:
@@ -470,7 +470,7 @@ def group_command(
     evaluate_sets: Sequence[str] = (),
 ) -> str:
     """The shell command that trains and evaluates `group` into `out`. A `vars` entry with no value is
-    written as its upper-case name (e.g. `--var corpus_large=CORPUS_LARGE`) for the user to fill in."""
+    written as its upper-case name (e.g. `--var corpus_large=CORPUS_LARGE` for `vars: {corpus_large: null}`) for the user to fill in."""
     path = group.path.resolve()
     root = GROUPS_DIR.parents[2]
     shown = path.relative_to(root) if path.is_relative_to(root) else path

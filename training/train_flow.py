@@ -104,6 +104,7 @@ class FlowDataConfig:
     rotation_prob: float = 0.2  # augmentation: rotate the view with this probability (paper §5.1)
     max_rotation_deg: float = 10.0  # ... uniformly within ± this angle
     include_flagged: bool = False  # also train on objects the quality filters flagged
+    objects_per_family: int | None = None  # train on the first N objects of each family only (None = all)
     # Folder of cached VAE posteriors (one file per object and token count, keyed by the VAE's weights);
     # filled for every training object before the first step, then read instead of encoding, and the
     # surface points are no longer loaded per item. None encodes every batch.
@@ -279,7 +280,7 @@ def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
     """Encode every training object of `data` that is not cached yet, at each token count, into
     `data.latent_cache` (one surface read per object; a resumed run finds them cached and reads nothing)."""
     dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, use_eval_view=True,
-                               include_flagged=data.include_flagged)
+                               include_flagged=data.include_flagged, per_family=data.objects_per_family)
     for num_tokens in data.token_counts:
         store = LatentStore.for_vae(data.latent_cache, vae, num_tokens)
         missing = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
@@ -401,7 +402,8 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     dataset = ImageViewDataset(data.corpus, data.split, foreground_ratio=data.foreground_ratio,
                                rotation_prob=data.rotation_prob, max_rotation_deg=data.max_rotation_deg,
                                image_size=data.image_size, num_surface=data.num_surface,
-                               include_flagged=data.include_flagged, load_surface=not data.latent_cache)
+                               include_flagged=data.include_flagged, load_surface=not data.latent_cache,
+                               per_family=data.objects_per_family)
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(

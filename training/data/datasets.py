@@ -24,14 +24,16 @@ from torch.utils.data import Dataset
 from triposg.preprocessing import preprocess_image
 
 from .fields import FieldData
-from .manifest import read_manifest, select
+from .manifest import read_manifest, select, select_rows
 
 
-def usable_rows(corpus: str | Path, split: str | None, include_flagged: bool) -> tuple[Path, pd.DataFrame]:
-    """The corpus root and its usable manifest rows; a clear error when there are none."""
+def usable_rows(corpus: str | Path, split: str | None, include_flagged: bool, per_family: int | None = None
+                ) -> tuple[Path, pd.DataFrame]:
+    """The corpus root and its usable manifest rows (only the first `per_family` of each family when
+    given); a clear error when there are none."""
     table = read_manifest(corpus)
     root = Path(table.attrs["root"])
-    rows = select(table, split, include_flagged)
+    rows = select_rows(select(table, split, include_flagged), per_family)
     if len(rows) == 0:
         raise ValueError(f"the corpus at {root} has no usable objects in split {split!r}")
     return root, rows
@@ -134,8 +136,9 @@ class ImageViewDataset(Dataset):
         use_eval_view: bool = False,
         include_flagged: bool = False,
         load_surface: bool = True,
+        per_family: int | None = None,
     ):
-        self.root, self.rows = usable_rows(corpus, split, include_flagged)
+        self.root, self.rows = usable_rows(corpus, split, include_flagged, per_family)
         self.load_surface = load_surface
         self.foreground_ratio = foreground_ratio
         self.rotation_prob = rotation_prob

@@ -130,3 +130,11 @@ def select(table: pd.DataFrame, split: str | None = None, include_flagged: bool 
     if not include_flagged:
         rows = rows[~rows["flagged"].fillna(False).astype(bool)]
     return rows.reset_index(drop=True)
+
+
+def select_rows(rows: pd.DataFrame, per_family: int | None = None, limit: int | None = None) -> pd.DataFrame:
+    """The first `per_family` rows of each family (a family-balanced sample: manifests list the families in
+    blocks, so a plain `limit` would take one or two families), then the first `limit`."""
+    if per_family is not None:
+        rows = rows.groupby("family", sort=False).head(per_family)
+    return (rows if limit is None else rows.head(limit)).reset_index(drop=True)
