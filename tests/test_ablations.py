@@ -22,7 +22,10 @@ TINY_FLOW = ["model.args.width=32", "model.args.num_layers=3", "model.args.num_a
              ("model.condition.dinov2_args={hidden_size: 32, num_hidden_layers: 1, intermediate_size: 64, "
               "num_attention_heads: 2, image_size: 56, patch_size: 14}"), "data.image_size=56",
              "data.num_surface=128", "data.token_counts=[16]", "export.num_inference_steps=2",
-             "export.octree_resolution=32"]
+             "export.octree_resolution=32", "export.num_tokens=16", "sample.num_tokens=16",
+             # the groups' preset reuses the default model's encoder and a latent cache in the repository
+             "model.condition.from_pipeline=null", "model.condition.trainable=null", "data.latent_cache=null",
+             "train.mixed_precision=no"]
 # Evaluate on the training split: 3 objects cannot give both a training set and a 2-object test split.
 VAE_EVAL = ["split=train", "limit=1", "num_tokens=16", "num_surface=128", "resolution=32", "num_points=2000"]
 FLOW_EVAL = ["split=train", "limit=2", "num_inference_steps=2", "octree_resolution=32", "sample_tokens=16",
@@ -37,8 +40,10 @@ def test_every_shipped_group_parses_and_resolves_its_configs():
         for variant in group.variants:
             config = ablations.variant_config(group, variant, 0, "data/tiny", "out")
             assert config.train.output_dir == str(Path("out") / "runs" / group.name / f"{variant}-s0")
-    moe = ablations.variant_config(groups["table2-tokens"], "tokens-128-moe", 1, "data/tiny", "out")
-    assert moe.model.upcycle_from == str(Path("out") / "runs" / "table2-tokens" / "tokens-128-s1" / "pipeline")
+    moe = ablations.variant_config(groups["table2-tokens"], "tokens-256-moe", 1, "data/tiny", "out")
+    assert moe.model.upcycle_from == str(Path("out") / "runs" / "table2-tokens" / "tokens-256-s1" / "pipeline")
+    scratch = ablations.variant_config(groups["table1-condition"], "clip-dinov2", 0, "data/tiny", "out")
+    assert scratch.model.condition.from_pipeline is None and scratch.model.condition.clip_args["hidden_size"] == 128
     small = ablations.variant_config(groups["table4-data"], "curated-small", 0, "data/tiny", "out")
     assert small.data.objects_per_family == 38 and not small.data.include_flagged
 
@@ -121,9 +126,10 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corp
 
     # Another group whose variant resolves to table1-skip's "skip" run reuses its result without training.
     twin = tmp_path / "twin.yaml"
-    twin.write_text("kind: flow\nbase: training/configs/flow-tiny.yaml\nbudget: {max_steps: 300}\n"
+    twin.write_text("kind: flow\nbase: training/configs/flow-ablation.yaml\nbudget: {max_steps: 600}\n"
                     "overrides: {model.args.use_skip_connections: true}\n"
-                    "variants:\n  rectified-flow: {flow.objective: rectified_flow}\n")
+                    "variants:\n  rectified-flow: {flow.objective: rectified_flow}\n"
+                    "evaluate: {split: test, per_family: 2, octree_resolution: 64}\n")
     sets = [*ENGINE, *TINY_FLOW, f"model.vae={vae_folder}"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("an identical run was trained again"))

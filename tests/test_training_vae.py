@@ -422,6 +422,11 @@ def test_mixed_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, f
             assert loop.resolve_mixed_precision("bf16") == "no"
     with pytest.warns(UserWarning, match="fp32"):
         assert loop.resolve_mixed_precision("fp16") == "no"
+    from training.engine.config import apply_override, from_dict
+
+    values: dict = {}
+    apply_override(values, "mixed_precision=no")  # YAML reads a bare `no` as false: still "no"
+    assert from_dict(loop.TrainConfig, values).mixed_precision == "no"
     with pytest.raises(ValueError, match="mixed_precision"):
         loop.resolve_mixed_precision("fp8")
 

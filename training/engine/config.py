@@ -48,6 +48,10 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard events when `tensorboard` is installed
     progress_bar: bool = True  # tqdm bar with loss, lr, samples/s and ETA on rank 0
 
+    def __post_init__(self) -> None:
+        if self.mixed_precision is False:  # YAML 1.1 reads a bare `no` (e.g. --set train.mixed_precision=no) as false
+            self.mixed_precision = "no"
+
 
 def _is_dataclass_type(kind: Any) -> bool:
     return isinstance(kind, type) and dataclasses.is_dataclass(kind)
