@@ -8,6 +8,8 @@ It reads only files of the results folder (written by `python -m training.ablati
 - `<group>.json`: the sidecar saying which paper table the group reproduces, the paper row each variant stands
   for (`paper_rows`), how the rows differ (`paper_note`), each metric's direction and the command that
   produced the results.
+- `<group>.discussion.md` (optional): a hand-written reading of the numbers (why the miniature may agree or
+  disagree), set under the group's verdicts; numbers cannot say why, so a person writes it after a run.
 Groups that should exist but have no files yet come as `expected_groups` (dicts of the sidecar's shape), so
 their section can give the command that produces them.
 
@@ -38,6 +40,7 @@ from .results import markdown_rows
 __all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "read_group_infos", "write_ablation_report"]
 
 REPORT_NAME = "REPORT.md"
+DISCUSSION_SUFFIX = ".discussion.md"  # `<group>.discussion.md`: a hand-written reading of the group's numbers
 METRIC_NAMES = {"normal_fid": "Normal-FID", "normal_kid": "Normal-KID", "fd_pixels16": "FD-pixels16",
                 "kd_pixels16": "KD-pixels16", "fd_dinov2": "FD-DINOv2",
                 "kd_dinov2": "KD-DINOv2", "chamfer": "Chamfer", "f_score": "F-score",
@@ -234,6 +237,10 @@ def _group_section(folder: Path, info: GroupInfo, paper: PaperTable) -> tuple[li
 
     comparison, metric_cell, verdict_cell = _compare(info, paper, measured, metrics, direction)
     lines += ["", *comparison]
+    discussion = folder / f"{info.group}{DISCUSSION_SUFFIX}"
+    if discussion.is_file() and discussion.read_text().strip():
+        lines += ["", f"**Discussion** (by hand, from `{discussion.name}`: why the miniature may agree or not):", "",
+                  discussion.read_text().strip()]
     return lines, [metric_cell, f"{ok} ok, {failed} failed", verdict_cell]
 
 

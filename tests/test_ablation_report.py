@@ -75,6 +75,16 @@ def test_disagreement_on_a_stand_in_metric_says_which_metric_each_side_uses(tmp_
     assert "| 1 | `table1-skip` | Normal-FID / FD-DINOv2 | 2 ok, 0 failed | 1 disagree |" in report
 
 
+def test_a_hand_written_discussion_is_set_under_its_group(tmp_path):
+    rows = seed_rows("no-skip", "fd_dinov2", [0.38]) + seed_rows("skip", "fd_dinov2", [0.41])
+    write_group(tmp_path, "table1-skip", 1, SKIP_ROWS, rows)
+    assert "**Discussion**" not in ablation_report(tmp_path)
+    (tmp_path / "table1-skip.discussion.md").write_text("Two skips in a 5-block DiT carry little.\n")
+    report = section(ablation_report(tmp_path), 1)
+    assert "**Discussion** (by hand, from `table1-skip.discussion.md`" in report
+    assert report.index("disagrees") < report.index("Two skips in a 5-block DiT carry little.")
+
+
 def test_a_difference_inside_the_seed_spread_is_called_noise_not_agreement(tmp_path):
     # Ours points the paper's way (skip lower) but by 0.01 with stds of 0.05 each.
     rows = seed_rows("no-skip", "fd_dinov2", [0.40, 0.45, 0.50]) + seed_rows("skip", "fd_dinov2", [0.39, 0.44, 0.49])
