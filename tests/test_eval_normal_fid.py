@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import trimesh
+from corpus_copy import corpus_with_families
 from PIL import Image
 
 from evaluation import fid
@@ -252,14 +252,8 @@ def test_failed_generations_count_as_empty_normal_maps_and_are_cached(corpus, no
 
 
 def test_corpus_test_set_balances_families_before_the_limit(corpus, tmp_path):
-    from training.data.manifest import MANIFEST_NAME
-
     copy = tmp_path / "corpus"
-    shutil.copytree(corpus, copy)
-    table = pd.read_csv(copy / MANIFEST_NAME)
-    table["family"] = ["a", "a", "b"]  # families in blocks, as a built manifest lists them
-    table.to_csv(copy / MANIFEST_NAME, index=False)
-    ids = table["object_id"].tolist()
+    ids = corpus_with_families(corpus, copy, ["a", "a", "b"])  # families in blocks, as a built manifest lists them
 
     def object_ids(**kwargs) -> list[str]:
         return [o.object_id for o in corpus_test_set(copy, **kwargs).objects]

@@ -185,21 +185,14 @@ def test_cached_latents_without_surface_name_the_missing_objects(vae_folder, tmp
 
 
 def test_objects_per_family_trains_on_a_family_balanced_subset(training_corpus, vae_folder, tmp_path):
-    import shutil
+    from corpus_copy import corpus_with_families
 
-    import pandas as pd
-
-    from training.data.manifest import MANIFEST_NAME
     from training.latents import LatentStore, vae_fingerprint
     from training.train_flow import FlowDataConfig, fill_latent_cache
     from triposg.models import TripoSGVAEModel
 
     corpus = tmp_path / "corpus"
-    shutil.copytree(training_corpus, corpus)
-    table = pd.read_csv(corpus / MANIFEST_NAME)
-    table["family"] = ["a", "a", "b"]  # families in blocks, as a built manifest lists them
-    table.to_csv(corpus / MANIFEST_NAME, index=False)
-    ids = table["object_id"].tolist()
+    ids = corpus_with_families(training_corpus, corpus, ["a", "a", "b"])  # families in blocks, as manifests list them
     assert usable_rows(corpus, "train", False, per_family=1)[1]["object_id"].tolist() == [ids[0], ids[2]]
     assert usable_rows(corpus, "train", False)[1]["object_id"].tolist() == ids
 
