@@ -8,6 +8,8 @@ It reads only files of the results folder (written by `python -m training.ablati
 - `<group>.json`: the sidecar saying which paper table the group reproduces, the paper row each variant stands
   for (`paper_rows`), how the rows differ (`paper_note`), each metric's direction and the command that
   produced the results.
+- `per_object/<group>.csv` (optional): every finished run's per-object Chamfer / F-score / normal
+  consistency; each pair of variants is then compared over the same objects, with a bootstrap interval;
 - `<group>.discussion.md` (optional): a hand-written reading of the numbers (why the miniature may agree or
   disagree), set under the group's verdicts; numbers cannot say why, so a person writes it after a run.
 Groups that should exist but have no files yet come as `expected_groups` (dicts of the sidecar's shape), so
@@ -30,6 +32,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from triposg.io import write_bytes_atomic
@@ -37,9 +40,12 @@ from triposg.io import write_bytes_atomic
 from .paper_tables import PaperTable, paper_ablation_tables
 from .results import markdown_rows
 
-__all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "read_group_infos", "write_ablation_report"]
+__all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "paired_differences", "read_group_infos",
+           "write_ablation_report"]
 
 REPORT_NAME = "REPORT.md"
+PER_OBJECT_DIR = "per_object"  # `<folder>/per_object/<group>.csv` (training.ablations writes it)
+PAIRED_RESAMPLES = 2000  # bootstrap resamples of the per-object differences
 DISCUSSION_SUFFIX = ".discussion.md"  # `<group>.discussion.md`: a hand-written reading of the group's numbers
 METRIC_NAMES = {"normal_fid": "Normal-FID", "normal_kid": "Normal-KID", "fd_pixels16": "FD-pixels16",
                 "kd_pixels16": "KD-pixels16", "fd_dinov2": "FD-DINOv2",
@@ -237,11 +243,58 @@ def _group_section(folder: Path, info: GroupInfo, paper: PaperTable) -> tuple[li
 
     comparison, metric_cell, verdict_cell = _compare(info, paper, measured, metrics, direction)
     lines += ["", *comparison]
+    lines += _paired_section(folder / PER_OBJECT_DIR / f"{info.group}.csv", variants, direction)
     discussion = folder / f"{info.group}{DISCUSSION_SUFFIX}"
     if discussion.is_file() and discussion.read_text().strip():
         lines += ["", f"**Discussion** (by hand, from `{discussion.name}`: why the miniature may agree or not):", "",
                   discussion.read_text().strip()]
     return lines, [metric_cell, f"{ok} ok, {failed} failed", verdict_cell]
+
+
+def paired_differences(table: pd.DataFrame, first: str, second: str, metric: str, resamples: int = PAIRED_RESAMPLES,
+                       seed: int = 0) -> tuple[float, float, float, int] | None:
+    """Mean of `first − second` over the test objects (and seeds) both variants were measured on, with a
+    percentile-bootstrap 95 % interval over those objects: (mean, low, high, count), or None without pairs."""
+    own = table[table["variant"] == first].set_index(["seed", "object_id"])[metric]
+    other = table[table["variant"] == second].set_index(["seed", "object_id"])[metric]
+    differences = (own - other).dropna().to_numpy(dtype=float)
+    if len(differences) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, len(differences), (resamples, len(differences)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(differences.mean()), float(low), float(high), len(differences)
+
+
+def _paired_section(path: Path, variants: list[str], direction: dict[str, str]) -> list[str]:
+    """Markdown lines: every pair's per-object differences with bootstrap intervals (test-set noise, which a
+    single seed cannot show as a spread), when `<folder>/per_object/<group>.csv` exists."""
+    table = _read_csv(path)
+    if table is None or not {"variant", "seed", "object_id"} <= set(table.columns):
+        return []
+    table["variant"], table["seed"] = table["variant"].astype(str), table["seed"].astype(str)
+    metrics = [m for m in direction if m in table.columns]
+    present = [v for v in variants if (table["variant"] == v).any()]
+    rows = []
+    for first, second in combinations(present, 2):
+        cells = []
+        for metric in metrics:
+            result = paired_differences(table, first, second, metric)
+            if result is None:
+                cells.append("—")
+                continue
+            mean, low, high, count = result
+            resolved = low > 0 or high < 0
+            better = (first if (mean < 0) == (direction[metric] == "lower") else second) if resolved else None
+            text = f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+            cells.append(f"**{text}** `{better}`" if better else text)
+        rows.append([f"`{first}` − `{second}`", str(count), *cells])
+    if not rows:
+        return []
+    return ["", ("Paired over the same test objects (mean difference, 95 % bootstrap interval over objects; bold "
+                 "with the better variant named where the interval excludes 0). This is test-set noise, not seed "
+                 "noise: a resolved difference can still be one seed's luck."), "",
+            markdown_rows(["Pair", "Objects", *[f"Δ {METRIC_NAMES.get(m, m)}" for m in metrics]], rows)]
 
 
 def _measure(rows: pd.DataFrame, variant: str, metrics: list[str]) -> dict[str, Measured]:

@@ -4,12 +4,14 @@ with pairwise verdicts (agrees, disagrees, within seed noise), failed and missin
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.ablation_report import REPORT_NAME, ablation_report, write_ablation_report
+from evaluation.ablation_report import REPORT_NAME, ablation_report, paired_differences, write_ablation_report
 from evaluation.paper_tables import paper_ablation_tables
 from training import ablations
 from training.ablations import AblationGroupError, group_info, list_groups, load_group, main, write_group_table
@@ -73,6 +75,37 @@ def test_disagreement_on_a_stand_in_metric_says_which_metric_each_side_uses(tmp_
     assert "**Paper: Normal-FID (lower is better); ours: FD-DINOv2 (lower is better)**, different metrics" in report
     assert "The orders are different" in report
     assert "| 1 | `table1-skip` | Normal-FID / FD-DINOv2 | 2 ok, 0 failed | 1 disagree |" in report
+
+
+def test_paired_differences_resolve_a_consistent_gap_and_not_a_random_one(tmp_path):
+    rng = np.random.default_rng(0)
+    objects = [f"obj-{i}" for i in range(40)]
+    base = rng.uniform(0.1, 0.3, len(objects))
+    per_object = pd.concat([
+        pd.DataFrame({"variant": "no-skip", "seed": 0, "object_id": objects, "chamfer": base + 0.02,
+                      "f_score": base}),
+        pd.DataFrame({"variant": "skip", "seed": 0, "object_id": objects,
+                      "chamfer": base + rng.normal(0, 0.002, len(objects)),
+                      "f_score": base + rng.normal(0, 0.05, len(objects))}),
+        pd.DataFrame({"variant": "skip", "seed": 1, "object_id": objects[:3], "chamfer": 0.0, "f_score": 0.0}),
+    ])
+    mean, low, high, count = paired_differences(per_object, "no-skip", "skip", "chamfer")
+    assert count == 40  # seed 1 of `skip` has no `no-skip` partner
+    assert mean == pytest.approx(0.02, abs=0.002) and 0 < low < mean < high
+    mean, low, high, _ = paired_differences(per_object, "no-skip", "skip", "f_score")
+    assert low < 0 < high  # zero-mean noise: not resolved
+    assert paired_differences(per_object, "no-skip", "missing", "chamfer") is None
+
+    write_group(tmp_path, "table1-skip", 1, SKIP_ROWS,
+                seed_rows("no-skip", "chamfer", [0.22]) + seed_rows("skip", "chamfer", [0.20]))
+    (tmp_path / "per_object").mkdir()
+    per_object.to_csv(tmp_path / "per_object" / "table1-skip.csv", index=False)
+    report = section(ablation_report(tmp_path), 1)
+    row = next(line for line in report.splitlines() if line.startswith("| `no-skip` − `skip` |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "40"
+    assert re.fullmatch(r"\*\*\+0\.0\d+ \[\+0\.0\d+, \+0\.0\d+\]\*\* `skip`", cells[2])  # lower Chamfer: skip
+    assert not cells[3].startswith("**")
 
 
 def test_a_hand_written_discussion_is_set_under_its_group(tmp_path):

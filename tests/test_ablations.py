@@ -74,6 +74,9 @@ def test_vae_group_end_to_end_then_skips_finished_runs(training_corpus, tmp_path
     for variant in table["variant"]:
         assert (out / "runs" / "table3-vae" / f"{variant}-s0" / "vae" / "config.json").is_file()
 
+    per_object = pd.read_csv(out / "per_object" / "table3-vae.csv")
+    assert sorted(per_object["variant"].unique()) == sorted(table["variant"])
+    assert {"object_id", "chamfer", "f_score", "normal_consistency"} <= set(per_object.columns)
     measured = {t.name: t for t in read_results_folder(out)}
     assert measured["table3-vae"].error is None
     assert bar_columns(measured["table3-vae"].frame)[0] == "label"

@@ -84,6 +84,8 @@ METRIC_DIRECTION = {"normal_fid": "lower", "normal_kid": "lower", "fd_pixels16":
                     "fd_dinov2": "lower", "kd_dinov2": "lower", "chamfer": "lower", "f_score": "higher",
                     "normal_consistency": "higher"}
 METRIC_ORDER = tuple(METRIC_DIRECTION)
+PER_OBJECT_DIR = "per_object"  # `<out>/per_object/<group>.csv`: per-object metrics of every finished run
+PER_OBJECT_METRICS = ("chamfer", "f_score", "normal_consistency")
 # The corpus a printed command names when none is given (the README builds it).
 DEFAULT_CORPUS = Path("data") / "procedural"
 
@@ -532,9 +534,40 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
     optional = [*ordered, *[f"{m}_std" for m in ordered], "max_steps", "train_seconds", "eval_seconds", "reused_from"]
     table = table.drop(columns=[c for c in optional if table[c].isna().all()])
     write_bytes_atomic(out / f"{group.name}.csv", table.to_csv(index=False).encode())  # the app may be reading it
+    per_object = _per_object_table(group, out)
+    if per_object is not None:
+        (out / PER_OBJECT_DIR).mkdir(exist_ok=True)
+        write_bytes_atomic(out / PER_OBJECT_DIR / f"{group.name}.csv", per_object.to_csv(index=False).encode())
     info = group_info(group, command or group_command(group, out))
     write_bytes_atomic(out / f"{group.name}.json", json.dumps(info, indent=1, default=str).encode())
     return table
+
+
+def _per_object_table(group: AblationGroup, out: Path) -> pd.DataFrame | None:
+    """Every finished run's per-object metrics (its `eval/per_object.csv`, or that of the run it reused):
+    variant, seed, object_id and the metrics, for the report's paired comparison over test objects."""
+    frames = []
+    for variant in group.variants:
+        for path in sorted(out.glob(f"runs/{group.name}/{variant}-s*/{RESULT_FILE}")):
+            result = json.loads(path.read_text())
+            if result.get("status") != "ok":
+                continue
+            source = Path(result.get("reused_from") or path.parent) / "eval" / "per_object.csv"
+            if not source.is_file():
+                continue
+            frame = pd.read_csv(source)
+            columns = [c for c in PER_OBJECT_METRICS if c in frame]
+            # An object with no surface (or a failed generation) scores 0 F-score and normal consistency (as
+            # evaluation.vae_recon's means count it); its Chamfer stays missing, so the pair skips it there.
+            failed = frame["status"] != "ok" if "status" in frame else pd.Series(False, index=frame.index)
+            for column in ("f_score", "normal_consistency"):
+                if column in frame:
+                    frame.loc[failed, column] = frame.loc[failed, column].fillna(0.0)
+            frames.append(frame[["object_id", *columns]].assign(variant=variant, seed=result["seed"]))
+    if not frames:
+        return None
+    table = pd.concat(frames, ignore_index=True)
+    return table[["variant", "seed", "object_id", *[c for c in PER_OBJECT_METRICS if c in table]]]
 
 
 def run_group(
