@@ -616,7 +616,7 @@ class AblationHandlers:
 
 def shipped_variants_table(group: str | None) -> pd.DataFrame:
     """The variants table filled with a shipped ablation group's variants (up to `MAX_VARIANTS`), each
-    with the settings it was evaluated with."""
+    with its own sampler and `generation_config.json` settings."""
     paths = shipped_variant_groups().get(group or "")
     if not paths:
         raise gr.Error(f"no shipped ablation variants named {group!r}; the shipped groups are in "

@@ -27,7 +27,9 @@ __all__ = [
     "read_results_folder",
 ]
 
-DEFAULT_RESULTS_DIR = Path("results") / "ablations"
+# The measured ablations that ship with the repository (training.ablations writes them), found wherever the
+# app is started from.
+DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results" / "ablations"
 # Metric columns a bar chart prefers, in this order, when a table has several numeric columns.
 PREFERRED_METRICS = ("normal_fid", "fid", "fd_dinov2", "kid", "chamfer", "f_score", "normal_consistency", "elo")
 LABEL_COLUMNS = ("label", "variant", "name", "model", "method")

@@ -173,8 +173,9 @@ def shipped_variant_groups(folder: str | os.PathLike = SHIPPED_VARIANTS_DIR) -> 
 
 def shipped_variant_specs(paths: Iterable[str | os.PathLike]) -> list[VariantSpec]:
     """A variant per pipeline folder, each with the model's own sampler and its `generation_config.json`
-    settings (a shipped variant is seen as it was evaluated). Paths under the working folder are written
-    relative to it, as a user would type them."""
+    settings (steps, guidance and tokens as evaluated; the ablation evaluation extracted meshes at octree 64,
+    the exported setting is finer). Paths under the working folder are written relative to it, as a user
+    would type them."""
     specs = []
     for path in map(Path, paths):
         defaults = GenerationDefaults.from_folder(path)
