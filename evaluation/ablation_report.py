@@ -245,9 +245,10 @@ def _group_section(folder: Path, info: GroupInfo, paper: PaperTable) -> tuple[li
     lines += ["", *comparison]
     lines += _paired_section(folder / PER_OBJECT_DIR / f"{info.group}.csv", variants, direction)
     discussion = folder / f"{info.group}{DISCUSSION_SUFFIX}"
-    if discussion.is_file() and discussion.read_text().strip():
+    text = discussion.read_text().strip() if discussion.is_file() else ""
+    if text:
         lines += ["", f"**Discussion** (by hand, from `{discussion.name}`: why the miniature may agree or not):", "",
-                  discussion.read_text().strip()]
+                  text]
     return lines, [metric_cell, f"{ok} ok, {failed} failed", verdict_cell]
 
 

@@ -238,8 +238,6 @@ def corpus_test_set(
             f"the corpus {root} has no usable objects in split {split!r} (splits with objects: "
             f"{', '.join(present) or 'none'}); build more objects or choose another split with --split"
         )
-    if per_family is not None and per_family < 1:
-        raise ValueError(f"per_family must be a positive number of objects, got {per_family}")
     rows = select_rows(rows, per_family, None if limit is None else _check_limit(limit))
     objects = []
     for row in rows.itertuples(index=False):

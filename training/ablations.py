@@ -509,9 +509,10 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
     out = Path(out)
     rows: list[dict[str, Any]] = []
     metric_names: list[str] = []
+    stored: dict[str, list[dict[str, Any]]] = {}
     for variant in group.variants:
         results = [json.loads(p.read_text()) for p in out.glob(f"runs/{group.name}/{variant}-s*/{RESULT_FILE}")]
-        results = sorted((r for r in results if r.get("variant") == variant), key=lambda r: r["seed"])
+        results = stored[variant] = sorted((r for r in results if r.get("variant") == variant), key=lambda r: r["seed"])
         for result in results:
             metric_names += [m for m in result["metrics"] if m not in metric_names]
             rows.append({"label": f"{variant} · s{result['seed']}", "variant": variant, "seed": str(result["seed"]),
@@ -534,7 +535,7 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
     optional = [*ordered, *[f"{m}_std" for m in ordered], "max_steps", "train_seconds", "eval_seconds", "reused_from"]
     table = table.drop(columns=[c for c in optional if table[c].isna().all()])
     write_bytes_atomic(out / f"{group.name}.csv", table.to_csv(index=False).encode())  # the app may be reading it
-    per_object = _per_object_table(group, out)
+    per_object = _per_object_table(group, out, stored)
     if per_object is not None:
         (out / PER_OBJECT_DIR).mkdir(exist_ok=True)
         write_bytes_atomic(out / PER_OBJECT_DIR / f"{group.name}.csv", per_object.to_csv(index=False).encode())
@@ -543,16 +544,18 @@ def write_group_table(group: AblationGroup, out: str | Path, command: str | None
     return table
 
 
-def _per_object_table(group: AblationGroup, out: Path) -> pd.DataFrame | None:
-    """Every finished run's per-object metrics (its `eval/per_object.csv`, or that of the run it reused):
-    variant, seed, object_id and the metrics, for the report's paired comparison over test objects."""
+def _per_object_table(group: AblationGroup, out: Path, stored: dict[str, list[dict[str, Any]]]
+                      ) -> pd.DataFrame | None:
+    """Every finished run's per-object metrics (its `eval/per_object.csv`, or that of the run it reused), from
+    the stored results by variant: variant, seed, object_id and the metrics, for the report's paired
+    comparison over test objects."""
     frames = []
-    for variant in group.variants:
-        for path in sorted(out.glob(f"runs/{group.name}/{variant}-s*/{RESULT_FILE}")):
-            result = json.loads(path.read_text())
+    for variant, results in stored.items():
+        for result in results:
             if result.get("status") != "ok":
                 continue
-            source = Path(result.get("reused_from") or path.parent) / "eval" / "per_object.csv"
+            run = result.get("reused_from") or run_dir(out, group, variant, result["seed"])
+            source = Path(run) / "eval" / "per_object.csv"
             if not source.is_file():
                 continue
             frame = pd.read_csv(source)

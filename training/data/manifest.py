@@ -136,5 +136,7 @@ def select_rows(rows: pd.DataFrame, per_family: int | None = None, limit: int | 
     """The first `per_family` rows of each family (a family-balanced sample: manifests list the families in
     blocks, so a plain `limit` would take one or two families), then the first `limit`."""
     if per_family is not None:
+        if per_family < 1:
+            raise ValueError(f"per_family must be a positive number of objects, got {per_family}")
         rows = rows.groupby("family", sort=False).head(per_family)
     return (rows if limit is None else rows.head(limit)).reset_index(drop=True)
