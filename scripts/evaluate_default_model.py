@@ -50,15 +50,20 @@ from triposg.rendering import make_image_grid
 
 
 def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, per_family: int | None,
-               out: Path) -> list[dict]:
-    rows = []
+               out: Path) -> tuple[list[dict], pd.DataFrame | None]:
+    """Summary rows at the model's token count and twice it, and the per-family table at the model's."""
+    rows, by_family = [], None
     for tokens in (num_tokens, 2 * num_tokens):
         table = run_vae_reconstruction(pipe.vae, corpus, "test", num_tokens=tokens, limit=limit,
                                        per_family=per_family)
         table.to_csv(out / f"vae_recon_{tokens}.csv", index=False)
         rows.append({"tokens": tokens, **summarize_reconstruction(table)})
         print(f"VAE reconstruction, M={tokens}: {rows[-1]}")
-    return rows
+        if by_family is None:
+            by_family = pd.DataFrame.from_dict(
+                {family: summarize_reconstruction(group) for family, group in table.groupby("family")},
+                orient="index").sort_values("f_score")
+    return rows, by_family
 
 
 def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
@@ -76,11 +81,18 @@ def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
     make_image_grid(tiles, ncols=6).save(path)  # two objects per row
 
 
-def markdown(vae_rows: list[dict], table: pd.DataFrame) -> str:
+def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.DataFrame) -> str:
     vae_table = markdown_rows(
         ["tokens", "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
         [[row["tokens"], row["objects"], f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
           f"{row['normal_consistency']:.3f}"] for row in vae_rows], right_aligned=4)
+    vae_sections = ["### VAE reconstruction (test split, [-1, 1] frame)", "", vae_table, ""]
+    if by_family is not None:
+        vae_sections += [f"### VAE reconstruction by family ({vae_rows[0]['tokens']} tokens, worst first)", "",
+                         markdown_rows(["family", "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
+                                       [[family, int(row["objects"]), f"{row['chamfer']:.4f}",
+                                         f"{row['f_score']:.3f}", f"{row['normal_consistency']:.3f}"]
+                                        for family, row in by_family.iterrows()], right_aligned=4), ""]
     fd_columns = [column for column in table.columns if column.startswith("fd_")]
     image_table = markdown_rows(
         ["variant", "objects", "failed", "Chamfer ↓", "F-score@0.05 ↑", "normal consistency ↑"]
@@ -89,8 +101,7 @@ def markdown(vae_rows: list[dict], table: pd.DataFrame) -> str:
           f"{row['normal_consistency']:.3f}", *(f"{row[c]:.4g}" for c in fd_columns),
           f"{row['seconds_per_object']:.2f}"] for variant, row in table.iterrows()],
         right_aligned=6 + len(fd_columns))
-    return "\n".join(["### VAE reconstruction (test split, [-1, 1] frame)", "", vae_table, "",
-                      "### Image-to-3D (test split, 1.8 frame)", "", image_table]) + "\n"
+    return "\n".join(vae_sections + ["### Image-to-3D (test split, 1.8 frame)", "", image_table]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
-    vae_rows = [] if args.skip_vae else vae_tables(pipe, args.corpus, defaults.num_tokens, args.vae_limit,
-                                                     args.vae_per_family, args.out)
+    vae_rows, by_family = ([], None) if args.skip_vae else vae_tables(
+        pipe, args.corpus, defaults.num_tokens, args.vae_limit, args.vae_per_family, args.out)
 
     test_set = corpus_test_set(args.corpus, "test", per_family=args.per_family)
     identity = model_identity(args.model)
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.to_csv(args.out / "image_to_3d.csv", index_label="variant")
     samples_figure(test_set, run_dirs, args.out / "samples.png")
-    (args.out / "results.md").write_text(markdown(vae_rows, table))
+    (args.out / "results.md").write_text(markdown(vae_rows, by_family, table))
     print((args.out / "results.md").read_text())
     return 0
 
