@@ -36,8 +36,8 @@ paper's tables beside ours and the discussion are in `results/ablations/REPORT.m
 `TripoSGPipeline` in fp16. In the app's **Ablations** tab, pick a group under "Shipped ablation variants" and
 press "Put them in the table" to compare them on one image and seed; or pass a folder as `--model`.
 
-They share the default model's VAE and image encoder (git stores those files once); each adds its own
-transformer. Written by `scripts/ship_ablation_variants.py`: do not edit by hand.
+They carry the VAE and image encoder their runs were trained with (`assets/default-model-parts`; git stores
+each file once); each adds its own transformer. Written by `scripts/ship_ablation_variants.py`: do not edit by hand.
 """
 
 
