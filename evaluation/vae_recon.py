@@ -35,7 +35,8 @@ from .metrics import DEFAULT_F_SCORE_THRESHOLD, reconstruction_metrics
 CORPUS_TO_METRIC_FRAME = 1.0 / 0.9  # longest side 1.8 → 2
 METRIC_COLUMNS = ("chamfer", "f_score", "precision", "recall", "normal_consistency")
 
-__all__ = ["CORPUS_TO_METRIC_FRAME", "reconstruct", "run_vae_reconstruction", "summarize_reconstruction"]
+__all__ = ["CORPUS_TO_METRIC_FRAME", "reconstruct", "run_vae_reconstruction", "summarize_by_family",
+           "summarize_reconstruction"]
 
 
 @torch.no_grad()
@@ -107,3 +108,10 @@ def summarize_reconstruction(table: pd.DataFrame) -> dict[str, float]:
         "f_score": float(filled["f_score"].mean()),
         "normal_consistency": float(filled["normal_consistency"].mean()),
     }
+
+
+def summarize_by_family(table: pd.DataFrame) -> pd.DataFrame:
+    """`summarize_reconstruction` per family (index), worst F-score first."""
+    return pd.DataFrame.from_dict(
+        {family: summarize_reconstruction(group) for family, group in table.groupby("family")}, orient="index"
+    ).sort_values("f_score")

@@ -43,7 +43,7 @@ from evaluation.normal_fid import (
     run_normal_fid,
 )
 from evaluation.results import markdown_rows
-from evaluation.vae_recon import run_vae_reconstruction, summarize_reconstruction
+from evaluation.vae_recon import run_vae_reconstruction, summarize_by_family, summarize_reconstruction
 from triposg.loading import load_pipeline
 from triposg.pipelines.pipeline_triposg import composite_on_white
 from triposg.rendering import make_image_grid
@@ -60,9 +60,7 @@ def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, per_famil
         rows.append({"tokens": tokens, **summarize_reconstruction(table)})
         print(f"VAE reconstruction, M={tokens}: {rows[-1]}")
         if by_family is None:
-            by_family = pd.DataFrame.from_dict(
-                {family: summarize_reconstruction(group) for family, group in table.groupby("family")},
-                orient="index").sort_values("f_score")
+            by_family = summarize_by_family(table)
     return rows, by_family
 
 
@@ -82,17 +80,17 @@ def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
 
 
 def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.DataFrame) -> str:
-    vae_table = markdown_rows(
-        ["tokens", "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
-        [[row["tokens"], row["objects"], f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
-          f"{row['normal_consistency']:.3f}"] for row in vae_rows], right_aligned=4)
-    vae_sections = ["### VAE reconstruction (test split, [-1, 1] frame)", "", vae_table, ""]
+    def vae_table(first_column: str, rows) -> str:  # rows: (first cell, summary) pairs
+        return markdown_rows(
+            [first_column, "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
+            [[key, int(row["objects"]), f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
+              f"{row['normal_consistency']:.3f}"] for key, row in rows], right_aligned=4)
+
+    vae_sections = ["### VAE reconstruction (test split, [-1, 1] frame)", "",
+                    vae_table("tokens", [(row["tokens"], row) for row in vae_rows]), ""]
     if by_family is not None:
         vae_sections += [f"### VAE reconstruction by family ({vae_rows[0]['tokens']} tokens, worst first)", "",
-                         markdown_rows(["family", "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
-                                       [[family, int(row["objects"]), f"{row['chamfer']:.4f}",
-                                         f"{row['f_score']:.3f}", f"{row['normal_consistency']:.3f}"]
-                                        for family, row in by_family.iterrows()], right_aligned=4), ""]
+                         vae_table("family", by_family.iterrows()), ""]
     fd_columns = [column for column in table.columns if column.startswith("fd_")]
     image_table = markdown_rows(
         ["variant", "objects", "failed", "Chamfer ↓", "F-score@0.05 ↑", "normal consistency ↑"]

@@ -15,7 +15,12 @@ from evaluation.baselines import mean_occupancy_shape, mean_shape_variant, uncon
 from evaluation.metrics import reconstruction_metrics
 from evaluation.normal_fid import pipeline_variant
 from evaluation.token_oracle import LocalPlaneVAE, plane_field
-from evaluation.vae_recon import run_vae_reconstruction, select_rows, summarize_reconstruction
+from evaluation.vae_recon import (
+    run_vae_reconstruction,
+    select_rows,
+    summarize_by_family,
+    summarize_reconstruction,
+)
 from training.data.build import BuildConfig, run_build
 from training.data.fields import FieldConfig
 from training.data.procedural import sample_shape
@@ -177,6 +182,19 @@ def test_a_shape_without_surface_counts_as_zero():
     ])
     summary = summarize_reconstruction(table)
     assert summary == {"objects": 2, "failed": 1, "chamfer": 0.01, "f_score": 0.5, "normal_consistency": 0.5}
+
+
+def test_summaries_by_family_come_worst_first():
+    table = pd.DataFrame([
+        {"object_id": "a", "family": "box", "status": "ok", "chamfer": 0.01, "f_score": 0.9, "normal_consistency": 0.9},
+        {"object_id": "b", "family": "box", "status": "ok", "chamfer": 0.03, "f_score": 0.7, "normal_consistency": 0.8},
+        {"object_id": "c", "family": "mug", "status": "no surface"},
+    ])
+    by_family = summarize_by_family(table)
+    assert list(by_family.index) == ["mug", "box"]
+    assert by_family.loc["box", "f_score"] == pytest.approx(0.8)
+    assert by_family.loc["box", "chamfer"] == pytest.approx(0.02)
+    assert by_family.loc["mug", "failed"] == 1 and by_family.loc["mug", "f_score"] == 0.0
 
 
 def test_vae_recon_cli_reads_a_vae_folder_and_names_bad_paths(sphere_corpus, tmp_path, capsys):
