@@ -136,6 +136,8 @@ def test_image_view_dataset_applies_the_paper_augmentation(corpus):
     assert fixed[0]["view"] == "eval_rgb.png"
     a, b = np.asarray(fixed[0]["image"]), np.asarray(fixed[0]["image"])
     assert np.array_equal(a, b)  # evaluation view: no random augmentation
+    surface_only = ImageViewDataset(corpus, split=None, num_surface=100, load_image=False)[0]
+    assert set(surface_only) == {"object_id", "surface"} and surface_only["surface"].shape == (100, 6)
 
 
 def test_cli_builds_and_reports(tmp_path, capsys):

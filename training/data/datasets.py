@@ -121,7 +121,8 @@ class ImageViewDataset(Dataset):
     A random one of the object's rendered views is used per access; with probability `rotation_prob`
     the image is rotated uniformly in ±`max_rotation_deg` (paper §5.1). `use_eval_view=True` always
     returns the fixed evaluation view without augmentation (for evaluation). `load_surface=False` leaves
-    `surface` out (half the read time, for image-only work).
+    `surface` out (half the read time, for image-only work); `load_image=False` leaves `image` and `view` out
+    (for surface-only work such as encoding latents).
     """
 
     def __init__(
@@ -137,9 +138,11 @@ class ImageViewDataset(Dataset):
         include_flagged: bool = False,
         load_surface: bool = True,
         per_family: int | None = None,
+        load_image: bool = True,
     ):
         self.root, self.rows = usable_rows(corpus, split, include_flagged, per_family)
         self.load_surface = load_surface
+        self.load_image = load_image
         self.foreground_ratio = foreground_ratio
         self.rotation_prob = rotation_prob
         self.max_rotation_deg = max_rotation_deg
@@ -162,12 +165,14 @@ class ImageViewDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows.iloc[index]
-        view = random.choice(self.view_files(index))
-        image = preprocess_image(view, foreground_ratio=self.foreground_ratio, background="alpha",
-                                 output_size=self.image_size).image
-        if not self.use_eval_view and random.random() < self.rotation_prob:
-            image = rotate_on_white(image, random.uniform(-self.max_rotation_deg, self.max_rotation_deg))
-        item = {"object_id": row["object_id"], "image": image, "view": view.name}
+        item = {"object_id": row["object_id"]}
+        if self.load_image:
+            view = random.choice(self.view_files(index))
+            image = preprocess_image(view, foreground_ratio=self.foreground_ratio, background="alpha",
+                                     output_size=self.image_size).image
+            if not self.use_eval_view and random.random() < self.rotation_prob:
+                image = rotate_on_white(image, random.uniform(-self.max_rotation_deg, self.max_rotation_deg))
+            item.update(image=image, view=view.name)
         if self.load_surface:
             surface = FieldData.load(self.root / row["field_path"]).surface
             if self.num_surface is not None:
