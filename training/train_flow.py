@@ -279,9 +279,8 @@ class CachedLatents:
 def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
     """Encode every training object of `data` that is not cached yet, at each token count, into
     `data.latent_cache` (one surface read per object; a resumed run finds them cached and reads nothing)."""
-    dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, use_eval_view=True,
-                               include_flagged=data.include_flagged, per_family=data.objects_per_family,
-                               load_image=False)
+    dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, load_image=False,
+                               include_flagged=data.include_flagged, per_family=data.objects_per_family)
     for num_tokens in data.token_counts:
         store = LatentStore.for_vae(data.latent_cache, vae, num_tokens)
         missing = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
