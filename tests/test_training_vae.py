@@ -176,6 +176,19 @@ def test_schedule_warmup_then_cosine():
     assert multiplier(60) == pytest.approx(0.55) and multiplier(110) == pytest.approx(0.1)
 
 
+def test_schedule_wsd_holds_the_peak_so_the_run_length_can_change_late():
+    short = lr_lambda(max_steps=1000, warmup_steps=100, schedule="wsd", min_lr_ratio=0.05, decay_fraction=0.2)
+    long = lr_lambda(max_steps=2000, warmup_steps=100, schedule="wsd", min_lr_ratio=0.05, decay_fraction=0.2)
+    assert short(0) == pytest.approx(0.01) and short(99) == pytest.approx(1.0)
+    assert [short(s) for s in range(100, 800)] == [long(s) for s in range(100, 800)] == [1.0] * 700
+    assert short(900) == pytest.approx(0.525) and short(1000) == pytest.approx(0.05)
+    assert long(1600) == 1.0 and long(2000) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="decay_fraction"):
+        lr_lambda(max_steps=10, schedule="wsd", decay_fraction=0.0)
+    with pytest.raises(ValueError, match="wsd"):
+        lr_lambda(max_steps=10, schedule="linear")
+
+
 def test_config_overrides_and_unknown_keys(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  learning_rate: 5.0e-5\ndata:\n  token_counts: [512, 2048]\n")

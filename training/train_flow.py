@@ -37,6 +37,7 @@ from triposg.models import TripoSGDiTModel, TripoSGVAEModel
 from triposg.pipelines import TripoSGPipeline
 
 from .conditioning import ConditionEncoder, drop_conditions
+from .data.augment import AppearanceJitter
 from .data.datasets import ImageViewDataset, collate_views
 from .engine.checkpoint import PythonRandomState
 from .engine.config import TrainConfig, load_config, parse_training_args, save_config
@@ -103,6 +104,9 @@ class FlowDataConfig:
     foreground_ratio: float = 0.9  # share of the square the object fills (paper §5.1)
     rotation_prob: float = 0.2  # augmentation: rotate the view with this probability (paper §5.1)
     max_rotation_deg: float = 10.0  # ... uniformly within ± this angle
+    # Probability that a training view's lighting, exposure, colour and focus are changed
+    # (training.data.augment.AppearanceJitter); 0 renders-as-rendered only.
+    appearance_jitter: float = 0.0
     include_flagged: bool = False  # also train on objects the quality filters flagged
     objects_per_family: int | None = None  # train on the first N objects of each family only (None = all)
     # Folder of cached VAE posteriors (one file per object and token count, keyed by the VAE's weights);
@@ -403,7 +407,9 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
                                rotation_prob=data.rotation_prob, max_rotation_deg=data.max_rotation_deg,
                                image_size=data.image_size, num_surface=data.num_surface,
                                include_flagged=data.include_flagged, load_surface=not data.latent_cache,
-                               per_family=data.objects_per_family)
+                               per_family=data.objects_per_family,
+                               appearance=AppearanceJitter(probability=data.appearance_jitter)
+                               if data.appearance_jitter > 0 else None)
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(

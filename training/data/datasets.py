@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from triposg.preprocessing import preprocess_image
 
+from .augment import AppearanceJitter
 from .fields import FieldData
 from .manifest import read_manifest, select, select_rows
 
@@ -122,7 +123,8 @@ class ImageViewDataset(Dataset):
     the image is rotated uniformly in ±`max_rotation_deg` (paper §5.1). `use_eval_view=True` always
     returns the fixed evaluation view without augmentation (for evaluation). `load_surface=False` leaves
     `surface` out (half the read time, for image-only work); `load_image=False` leaves `image` and `view` out
-    (for surface-only work such as encoding latents).
+    (for surface-only work such as encoding latents). `appearance` (an `AppearanceJitter`) changes the
+    foreground's lighting and colour of training views (never of the evaluation view).
     """
 
     def __init__(
@@ -139,8 +141,10 @@ class ImageViewDataset(Dataset):
         load_surface: bool = True,
         per_family: int | None = None,
         load_image: bool = True,
+        appearance: AppearanceJitter | None = None,
     ):
         self.root, self.rows = usable_rows(corpus, split, include_flagged, per_family)
+        self.appearance = appearance
         self.load_surface = load_surface
         self.load_image = load_image
         self.foreground_ratio = foreground_ratio
@@ -168,8 +172,11 @@ class ImageViewDataset(Dataset):
         item = {"object_id": row["object_id"]}
         if self.load_image:
             view = random.choice(self.view_files(index))
-            image = preprocess_image(view, foreground_ratio=self.foreground_ratio, background="alpha",
-                                     output_size=self.image_size).image
+            prepared = preprocess_image(view, foreground_ratio=self.foreground_ratio, background="alpha",
+                                        output_size=self.image_size)
+            image = prepared.image
+            if self.appearance is not None and not self.use_eval_view:
+                image = self.appearance(image, prepared.mask)
             if not self.use_eval_view and random.random() < self.rotation_prob:
                 image = rotate_on_white(image, random.uniform(-self.max_rotation_deg, self.max_rotation_deg))
             item.update(image=image, view=view.name)

@@ -34,8 +34,9 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     warmup_steps: int = 0  # linear warmup from 0: large early updates destabilise transformers
-    lr_schedule: str = "constant"  # after warmup: "constant" or "cosine" (down to min_lr_ratio · peak)
+    lr_schedule: str = "constant"  # after warmup: "constant", "cosine" or "wsd" (down to min_lr_ratio · peak)
     min_lr_ratio: float = 0.0  # floor of the cosine decay, as a fraction of the peak
+    decay_fraction: float = 0.2  # "wsd": the last share of max_steps that decays; before it the peak holds
     max_grad_norm: float | None = 1.0  # gradient clipping by global norm; None disables
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" on GPU; on CPU "bf16" with native bf16, else fp32
     ema_decay: float | None = 0.999  # EMA of weights for sampling/export; None disables
@@ -157,7 +158,7 @@ def parse_training_args(description: str, example_config: str, argv: list[str] |
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help=f"YAML config, e.g. {example_config}")
-    parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+    parser.add_argument("--resume", default=None, help="'latest', a checkpoint folder or a packed checkpoint folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
     return parser.parse_args(argv)

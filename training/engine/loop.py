@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 
 from triposg.pipelines.vae_mesh import cpu_has_fast_bf16
 
-from .checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_name, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .ema import EMA
 from .logging import MetricLogger
+from .packed import is_packed, read_packed_step, unpack_checkpoint
 from .schedule import build_scheduler
 
 LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
@@ -145,7 +146,7 @@ class Trainer:
                                       eps=config.adam_eps, weight_decay=config.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.scheduler = build_scheduler(self.optimizer, config.max_steps, config.warmup_steps,
-                                         config.lr_schedule, config.min_lr_ratio)
+                                         config.lr_schedule, config.min_lr_ratio, config.decay_fraction)
         self.ema = EMA(self.unwrapped_model, config.ema_decay, config.ema_warmup) if config.ema_decay else None
         self.step = 0
         self.history: list[dict[str, float]] = []  # every logged row, also returned by `train`
@@ -201,10 +202,15 @@ class Trainer:
     def train(self, resume: str | None = None, stop_at_step: int | None = None) -> list[dict[str, float]]:
         """Train up to `config.max_steps` (or stop early at `stop_at_step`, keeping the schedule).
 
-        `resume`: "latest" (the newest complete checkpoint in the run, or a fresh start if none) or a
-        checkpoint folder. Returns the logged rows (step, lr, samples_per_second, every loss term).
+        `resume`: "latest" (the newest complete checkpoint in the run, or a fresh start if none), a
+        checkpoint folder, or a packed checkpoint folder (`training.engine.packed`, unpacked into the run). Returns the logged rows (step, lr, samples_per_second, every loss term).
         """
         config, accelerator = self.config, self.accelerator
+        if resume and resume != "latest" and is_packed(resume):  # a packed checkpoint (e.g. from git)
+            if accelerator.is_main_process:
+                unpack_checkpoint(resume, self.checkpoints_dir)
+            accelerator.wait_for_everyone()
+            resume = str(self.checkpoints_dir / checkpoint_name(read_packed_step(resume)))
         checkpoint = find_checkpoint(self.checkpoints_dir, resume) if resume else None
         if checkpoint is not None:
             self.load(checkpoint)
