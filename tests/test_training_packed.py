@@ -112,7 +112,7 @@ def test_bad_packed_folders_are_named(six_step_run, tmp_path):
         read_packed(packed)
 
 
-def test_packing_refuses_what_it_cannot_store(tmp_path):
+def test_packing_refuses_what_it_cannot_store():
     from training.engine.packed import _encode
 
     with pytest.raises(PackedCheckpointError, match="cannot pack object"):
