@@ -94,11 +94,11 @@ logger = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
 # The procedural corpus the training recipe builds; its test split is the built-in Normal-FID test set.
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "procedural"
-RESOLUTION_CHOICES = (32, 64, 128, 256, 512)  # hierarchical extraction needs power-of-two multiples of 32
+RESOLUTION_CHOICES = (32, 64, 128, 256, 512)  # every extraction method accepts these
 DEFAULT_FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 DEFAULT_TARGET_FACES = 50_000  # enough for smooth shading, small enough for a browser viewer
 PREVIEWS_PER_RUN = 5  # the 3D preview updates about this often per generation (each costs a coarse decode)
-PREVIEW_RESOLUTION = 64  # coarse on purpose: a preview should cost less than a sampling step
+PREVIEW_RESOLUTION = 32  # coarse on purpose: a preview (~0.1 s) should cost less than two sampling steps
 MAX_STEPS = 200  # API callers can ask for anything; beyond this a request only blocks the queue
 MAX_TOKENS = 4096  # twice the release's 2048; larger sets only cost time and memory
 SESSION_MAX_AGE_S = 24 * 3600  # API clients never fire "unload": their folders are swept after a day

@@ -5,7 +5,7 @@
 
 Loads the pipeline once (not timed), warms it up on the first image (not timed), then times
 `pipe(image)` on every image: preprocessing (background removal, crop), image encoding, sampling (with
-classifier-free guidance) and mesh extraction (hierarchical decoding, marching cubes, floater removal).
+classifier-free guidance) and mesh extraction (surface-tracking decoding, marching cubes, floater removal).
 Prints a per-stage table, the median and the worst total, and whether the target is met.
 """
 

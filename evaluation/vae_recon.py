@@ -4,7 +4,7 @@ For each object of the split:
 
 1. Encode `num_surface` of its stored surface points (xyz + normal, the encoder's input; a fixed seeded
    subset) into `num_tokens` latent tokens, taking the posterior mean.
-2. Decode the SDF on a `resolution`³ grid (hierarchical extraction, as the pipeline does) and extract the
+2. Decode the SDF on a `resolution`³ grid (surface-tracking extraction, as the pipeline does) and extract the
    zero level set with marching cubes.
 3. Compare the mesh with all the object's stored surface samples (the `surface` and `on_surface` sets
    together, 28,672 points with normals by default) with `evaluation.metrics.reconstruction_metrics`:

@@ -65,7 +65,7 @@ __all__ = [
 LOADED_MODEL = "loaded"  # the pipeline the app (or caller) already holds
 DEFAULT_MODEL = "default"  # the embedded default model, `assets/default-model`
 MODEL_SAMPLER = "model"  # the model's own scheduler, unchanged
-EXTRACTION_METHODS = ("hierarchical", "dense")
+EXTRACTION_METHODS = ("tracking", "hierarchical", "dense")  # the first is the default
 NORMAL_RENDER_RESOLUTION = 256  # side of the side-by-side normal renders
 FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 MAX_STEPS = 200
@@ -104,7 +104,7 @@ class VariantSpec:
     guidance_scale: float = 3.0
     num_tokens: int = 256
     octree_resolution: int = 128
-    extraction: str = "hierarchical"
+    extraction: str = EXTRACTION_METHODS[0]
 
     @property
     def label(self) -> str:
@@ -137,7 +137,7 @@ def parse_variant_rows(rows: Iterable[Mapping[str, Any]], min_count: int = 2, ma
         if sampler != MODEL_SAMPLER and sampler not in SAMPLERS:
             raise ValueError(f"variant {number}: sampler must be {MODEL_SAMPLER!r} or one of "
                              f"{', '.join(SAMPLERS)}, got {sampler!r}")
-        extraction = str(row.get("extraction") or "hierarchical").strip()
+        extraction = str(row.get("extraction") or EXTRACTION_METHODS[0]).strip()
         if extraction not in EXTRACTION_METHODS:
             raise ValueError(f"variant {number}: extraction must be one of {', '.join(EXTRACTION_METHODS)}, "
                              f"got {extraction!r}")
@@ -145,6 +145,8 @@ def parse_variant_rows(rows: Iterable[Mapping[str, Any]], min_count: int = 2, ma
         if extraction == "hierarchical" and (resolution % 32 or resolution & (resolution - 1)):
             raise ValueError(f"variant {number}: hierarchical extraction needs a power-of-two resolution "
                              f"from 32 to 512, got {resolution}")
+        if extraction == "tracking" and resolution % 2:
+            raise ValueError(f"variant {number}: tracking extraction needs an even resolution, got {resolution}")
         specs.append(VariantSpec(
             model=model, sampler=sampler,
             num_inference_steps=number_in("num_inference_steps", int, 1, MAX_STEPS),

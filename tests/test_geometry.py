@@ -131,13 +131,13 @@ def test_hierarchical_finds_feature_smaller_than_a_coarse_cell():
     coarse_cell = 2.01 / 16
     center = (-1.005 + 8.5 * coarse_cell,) * 3
     tiny = lambda p: sphere(p, radius=0.3 * coarse_cell, center=center)  # noqa: E731
-    hierarchical = decode_volume(tiny, DEFAULT_BOUNDS, 64, coarse_resolution=16)
+    hierarchical = decode_volume(tiny, DEFAULT_BOUNDS, 64, method="hierarchical", coarse_resolution=16)
     dense = decode_volume(tiny, DEFAULT_BOUNDS, 64, method="dense")
     assert len(extract_mesh(hierarchical).faces) == len(extract_mesh(dense).faces) > 0
 
 
 def test_far_cells_stay_outside():
-    volume = decode_volume(sphere, DEFAULT_BOUNDS, 64, coarse_resolution=16)
+    volume = decode_volume(sphere, DEFAULT_BOUNDS, 64, method="hierarchical", coarse_resolution=16)
     assert volume.values.shape == (65, 65, 65)
     corners = volume.values[[0, 0, -1, -1], [0, -1, 0, -1], [0, 0, -1, -1]]
     assert (corners < 0).all()

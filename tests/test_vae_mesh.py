@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from triposg.models import TripoSGVAEModel
-from triposg.pipelines import vae_mesh
+from triposg.models import sdf_field
 from triposg.pipelines.vae_mesh import encode_surface, latent_to_mesh, query_autocast
 
 
@@ -73,7 +73,7 @@ class PrecisionRecordingVAE(SphereFieldVAE):
     ("auto", True, True), ("auto", False, False), ("full", True, False), ("bf16", False, True),
 ])
 def test_field_queries_run_in_the_requested_precision(monkeypatch, precision, fast_cpu, expect_bf16):
-    monkeypatch.setattr(vae_mesh, "cpu_has_fast_bf16", lambda: fast_cpu)
+    monkeypatch.setattr(sdf_field, "cpu_has_fast_bf16", lambda: fast_cpu)
     vae = PrecisionRecordingVAE()
     mesh = latent_to_mesh(vae, torch.zeros(8, 4), octree_resolution=32, query_precision=precision)
     assert mesh is not None and vae.bf16_calls and set(vae.bf16_calls) == {expect_bf16}
@@ -81,7 +81,7 @@ def test_field_queries_run_in_the_requested_precision(monkeypatch, precision, fa
 
 
 def test_auto_precision_keeps_half_precision_models_and_rejects_unknown_names(monkeypatch):
-    monkeypatch.setattr(vae_mesh, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(sdf_field, "cpu_has_fast_bf16", lambda: True)
     assert isinstance(query_autocast(torch.device("cpu"), torch.float32), torch.autocast)
     assert not isinstance(query_autocast(torch.device("cpu"), torch.float16), torch.autocast)
     assert not isinstance(query_autocast(torch.device("cuda"), torch.float32), torch.autocast)

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from triposg.pipelines.vae_mesh import cpu_has_fast_bf16
+from triposg.models.sdf_field import cpu_has_fast_bf16
 
 from .checkpoint import checkpoint_name, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig

@@ -1,16 +1,16 @@
 """Geometry decoding: field -> grid values (volume decoders) -> mesh (surface extraction) -> post-processing -> file."""
 
+from triposg.geometry.decoding import (
+    VOLUME_DECODERS,
+    decode_volume,
+    default_coarse_resolution,
+    default_probe_resolution,
+)
 from triposg.geometry.export import SUPPORTED_FORMATS, export_mesh, read_glb_metadata
 from triposg.geometry.postprocess import PostProcessor, remove_floaters, simplify
 from triposg.geometry.surface import EmptySurfaceError, extract_mesh, extract_surface
-from triposg.geometry.volume import (
-    DEFAULT_BOUNDS,
-    DenseVolumeDecoder,
-    HierarchicalVolumeDecoder,
-    VolumeResult,
-    decode_volume,
-    default_coarse_resolution,
-)
+from triposg.geometry.tracking import SurfaceTrackingDecoder
+from triposg.geometry.volume import DEFAULT_BOUNDS, DenseVolumeDecoder, HierarchicalVolumeDecoder, VolumeResult
 
 __all__ = [
     "DEFAULT_BOUNDS",
@@ -19,9 +19,12 @@ __all__ = [
     "EmptySurfaceError",
     "HierarchicalVolumeDecoder",
     "PostProcessor",
+    "SurfaceTrackingDecoder",
+    "VOLUME_DECODERS",
     "VolumeResult",
     "decode_volume",
     "default_coarse_resolution",
+    "default_probe_resolution",
     "export_mesh",
     "extract_mesh",
     "extract_surface",

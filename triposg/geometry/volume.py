@@ -312,36 +312,3 @@ def _num_doublings(coarse_resolution: int, resolution: int) -> int:
             f'method="dense".'
         )
     return ratio.bit_length() - 1
-
-
-def default_coarse_resolution(resolution: int, max_coarse: int = 64) -> int:
-    """The coarse level for hierarchical decoding at ``resolution``: halve while above ``max_coarse`` and even,
-    so the result always divides ``resolution`` by a power of two (256 -> 64, 96 -> 48, 32 -> 32)."""
-    coarse = resolution
-    while coarse > max_coarse and coarse % 2 == 0:
-        coarse //= 2
-    return coarse
-
-
-VOLUME_DECODERS: dict[str, type] = {"dense": DenseVolumeDecoder, "hierarchical": HierarchicalVolumeDecoder}
-
-
-def decode_volume(
-    sdf_fn: SDFFunction,
-    bounds: Sequence[float] = DEFAULT_BOUNDS,
-    resolution: int = 256,
-    method: str = "hierarchical",
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    progress: ProgressCallback | None = None,
-    **decoder_kwargs,
-) -> VolumeResult:
-    """Sample ``sdf_fn`` ((Q, 3) xyz -> (Q,) values) on a grid with ``method`` "hierarchical" or "dense".
-
-    ``decoder_kwargs`` configure the decoder (e.g. ``coarse_resolution=32``, ``chunk_size=100_000``).
-    """
-    if method not in VOLUME_DECODERS:
-        raise ValueError(f"unknown volume decoding method {method!r}; choose one of {sorted(VOLUME_DECODERS)}")
-    decoder = VOLUME_DECODERS[method](**decoder_kwargs)
-    return decoder(sdf_fn, bounds, resolution, device=device, dtype=dtype, progress=progress)

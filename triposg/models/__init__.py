@@ -6,14 +6,19 @@ from .autoencoders import autoencoder_kl_triposg  # noqa: F401
 from .moe import MoEFeedForward, MoEStats, upcycle_feed_forward
 from .transformer import TripoSGDiTModel, TripoSGDiTModelOutput
 from .transformers import triposg_transformer  # noqa: F401
+from .sdf_field import QUERY_PRECISIONS, SDFField, cpu_has_fast_bf16, resolve_query_precision
 from .vae import DiagonalGaussian, TripoSGVAEModel
 
 __all__ = [
     "DiagonalGaussian",
     "MoEFeedForward",
     "MoEStats",
+    "QUERY_PRECISIONS",
+    "SDFField",
     "TripoSGDiTModel",
     "TripoSGDiTModelOutput",
     "TripoSGVAEModel",
+    "cpu_has_fast_bf16",
+    "resolve_query_precision",
     "upcycle_feed_forward",
 ]

@@ -115,18 +115,39 @@ class Attention(nn.Module):
         if self.is_cross_attention:
             if context is None:
                 raise ValueError("cross-attention needs a context tensor")
-            if self.norm_cross is not None:
-                context = self.norm_cross(context)
             q = self.to_q(x).view(b, l, h, d)
-            kv = torch.cat([self.to_k(context), self.to_v(context)], dim=-1)
-            k, v = kv.view(b, context.shape[1], h, 2 * d).split(d, dim=-1)
-        else:
-            qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], dim=-1)
-            q, k, v = qkv.view(b, l, h, 3 * d).split(d, dim=-1)
+            k, v = self.project_context(context)
+            return (self.norm_q(q) if self.norm_q is not None else q), k, v
+        qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], dim=-1)
+        q, k, v = qkv.view(b, l, h, 3 * d).split(d, dim=-1)
         if self.norm_q is not None:
             q = self.norm_q(q)
             k = self.norm_k(k)
         return q, k, v
+
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values (B, S, H, Dh) of `context` (B, S, C), qk-normed when configured.
+
+        They depend on the context alone, so a caller that attends to one context many times (the VAE decoder's
+        field queries) computes them once and passes them to `attend`."""
+        if not self.is_cross_attention:
+            raise ValueError("project_context is for cross-attention layers")
+        if self.norm_cross is not None:
+            context = self.norm_cross(context)
+        b, s, _ = context.shape
+        kv = torch.cat([self.to_k(context), self.to_v(context)], dim=-1)
+        k, v = kv.view(b, s, self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
+        if self.norm_k is not None:
+            k = self.norm_k(k)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of queries `x` (B, L, D) to precomputed `project_context` keys/values → (B, L, D)."""
+        b, l, _ = x.shape
+        q = self.to_q(x).view(b, l, self.heads, self.head_dim)
+        if self.norm_q is not None:
+            q = self.norm_q(q)
+        return self.to_out[1](self.to_out[0](attention_math(q, k, v)))
 
 
 class GELUProj(nn.Module):

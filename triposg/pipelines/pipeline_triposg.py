@@ -18,7 +18,7 @@ import trimesh
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor, default_coarse_resolution
+from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor
 from ..models import TripoSGDiTModel, TripoSGVAEModel
 from ..preprocessing import PreprocessResult, load_image, preprocess_image
 from .vae_mesh import latent_to_mesh
@@ -143,16 +143,16 @@ class TripoSGPipeline(DiffusionPipeline):
         latents: torch.Tensor,
         octree_resolution: int = 256,
         bounds: Sequence[float] = DEFAULT_BOUNDS,
-        extraction: str = "hierarchical",
+        extraction: str = "tracking",
         postprocess: PostProcessor | None = None,
-        chunk_size: int = 50_000,
+        chunk_size: int = 10_000,
         query_precision: str = "auto",
         **volume_kwargs,
     ) -> list[trimesh.Trimesh | None]:
         """Decode (B, M, C) latents to meshes; a shape whose field never crosses zero gives None.
 
         `query_precision`: "auto" (bf16 on CPUs with native bf16), "full" or "bf16". `volume_kwargs` go to the
-        volume decoder (e.g. `coarse_resolution` for hierarchical extraction).
+        volume decoder (e.g. `probe_resolution` for tracking, `coarse_resolution` for hierarchical extraction).
         """
         meshes = []
         for latent in latents:
@@ -176,7 +176,7 @@ class TripoSGPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         octree_resolution: int = 256,
         bounds: Sequence[float] = DEFAULT_BOUNDS,
-        extraction: str = "hierarchical",
+        extraction: str = "tracking",
         query_precision: str = "auto",
         preprocess: bool = True,
         foreground_ratio: float = 0.9,
@@ -187,7 +187,7 @@ class TripoSGPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         preview_every: int = 0,
         preview_callback: Callable[[PreviewEvent], None] | None = None,
-        preview_resolution: int = 64,
+        preview_resolution: int = 32,
         return_dict: bool = True,
     ) -> TripoSGPipelineOutput | tuple:
         """Generate one mesh per input image.
@@ -197,10 +197,12 @@ class TripoSGPipeline(DiffusionPipeline):
             num_inference_steps: sampler steps. guidance_scale: classifier-free guidance (off when ≤ 1).
             num_tokens: latent tokens M (more = finer shapes; the release uses 2048).
             generator / seed: randomness (a `seed` builds a CPU generator). latents: (B, M, C) start noise.
-            octree_resolution: cells per side of the final extraction grid (power-of-two multiple of 32 for
-                hierarchical extraction). bounds: the box the field is sampled in.
-            extraction: "hierarchical" (refine near the surface) or "dense". query_precision: the field queries'
-                precision, "auto" (bf16 autocast on a CPU with native bf16, about 2x faster), "full" or "bf16".
+            octree_resolution: cells per side of the final extraction grid (even for tracking, a power-of-two
+                multiple of 32 for hierarchical extraction). bounds: the box the field is sampled in.
+            extraction: "tracking" (probe coarse cells, follow the surface: the fastest, same surface as dense),
+                "hierarchical" (refine a dense coarse grid near the surface) or "dense". query_precision: the field
+                queries' precision, "auto" (bf16 weights on a CPU with native bf16, about 2x faster), "full" or
+                "bf16".
             preprocess: remove the background / crop / pad (set False for already prepared images).
             foreground_ratio: share of the square the foreground's long side fills (paper: 0.9).
             remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
@@ -273,8 +275,8 @@ class TripoSGPipeline(DiffusionPipeline):
                 is_last = i == len(timesteps) - 1
                 if preview_callback is not None and preview_every > 0 and (i + 1) % preview_every == 0 and not is_last:
                     preview = self.latents_to_meshes(
-                        step.pred_original_sample[:1], preview_resolution, bounds, "hierarchical",
-                        query_precision=query_precision, coarse_resolution=default_coarse_resolution(preview_resolution, max_coarse=16),
+                        step.pred_original_sample[:1], preview_resolution, bounds, "tracking",
+                        query_precision=query_precision,
                     )[0]
                     preview_callback(PreviewEvent(i + 1, len(timesteps), time.perf_counter() - start, preview))
                 progress.update()

@@ -10,36 +10,49 @@ import numpy as np
 import torch
 import trimesh
 
-from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, decode_volume, default_coarse_resolution, extract_mesh
+from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, decode_volume, extract_mesh
+from ..geometry.volume import SDFFunction
 from ..models import TripoSGVAEModel
+from ..models.sdf_field import QUERY_PRECISIONS, SDFField, resolve_query_precision
 
-__all__ = ["QUERY_PRECISIONS", "cpu_has_fast_bf16", "encode_surface", "latent_to_mesh", "query_autocast"]
-
-QUERY_PRECISIONS = ("auto", "full", "bf16")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX), where bf16 is the fast path."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # private helpers: treat an older or newer torch as "no"
-        return False
+__all__ = ["QUERY_PRECISIONS", "encode_surface", "field_function", "latent_to_mesh", "query_autocast"]
 
 
 def query_autocast(device: torch.device, dtype: torch.dtype, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """The context the field queries of mesh extraction run in.
-
-    "full": the model's own dtype. "bf16": bfloat16 autocast. "auto": bf16 autocast for a float32 model on a CPU
-    with native bf16 (about 2x faster decoding on such CPUs; the field moves by ~1e-3, a tenth of a 128-grid
-    cell), otherwise full precision (a CUDA model already runs in fp16).
-    """
-    if precision not in QUERY_PRECISIONS:
-        raise ValueError(f"unknown query precision {precision!r}; choose one of {list(QUERY_PRECISIONS)}")
-    if precision == "auto":
-        precision = "bf16" if device.type == "cpu" and dtype == torch.float32 and cpu_has_fast_bf16() else "full"
-    if precision == "full":
+    """The context a generic field (a VAE stand-in without `SDFField`'s fast path) is queried in: bf16 autocast
+    when `precision` resolves to "bf16" (see `resolve_query_precision`), otherwise nothing."""
+    if resolve_query_precision(precision, device, dtype) == "full":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def field_function(
+    vae: TripoSGVAEModel, latent: torch.Tensor, query_precision: str = "auto", chunk_size: int = 10_000
+) -> SDFFunction:
+    """One shape's decoded field as `(Q, 3) xyz -> (Q,)` values, positive inside.
+
+    A `TripoSGVAEModel` gets `SDFField` (decoder stack and cross-attention keys/values once per shape, bf16
+    weights on CPUs with native bf16); a stand-in with the same `decode_tokens` / `query` interface (analytic
+    test fields, the token oracle) is queried through them, under `query_autocast`.
+    """
+    if latent.ndim == 2:
+        latent = latent[None]
+    if latent.ndim != 3 or latent.shape[0] != 1:
+        raise ValueError(f"latent must be (M, C) or (1, M, C) for one shape, got {tuple(latent.shape)}")
+    if isinstance(vae, TripoSGVAEModel):
+        return SDFField(vae, latent, query_precision, chunk_size)
+    weight = next(vae.parameters(), None)  # the stand-in's device and dtype (it may have no weights)
+    if weight is not None:
+        latent = latent.to(device=weight.device, dtype=weight.dtype)
+    tokens = vae.decode_tokens(latent)
+    precision = query_autocast(tokens.device, tokens.dtype, query_precision)
+
+    def sdf_fn(points: torch.Tensor) -> torch.Tensor:  # (Q, 3) → (Q,), positive inside
+        points = points.to(device=tokens.device, dtype=tokens.dtype)
+        with torch.no_grad(), precision:
+            return vae.query(tokens, points[None], chunk_size)[0, :, 0].float()
+
+    return sdf_fn
 
 
 @torch.no_grad()
@@ -62,32 +75,17 @@ def latent_to_mesh(
     latent: torch.Tensor,
     octree_resolution: int = 256,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
-    extraction: str = "hierarchical",
-    chunk_size: int = 50_000,
+    extraction: str = "tracking",
+    chunk_size: int = 10_000,
     query_precision: str = "auto",
     **volume_kwargs,
 ) -> trimesh.Trimesh | None:
     """Decode one shape's latents, (M, C) or (1, M, C), to its zero-level mesh; None when the field has no
-    surface. `query_precision` is "auto", "full" or "bf16" (see `query_autocast`); `volume_kwargs` go to the
-    volume decoder (e.g. `coarse_resolution`)."""
-    if latent.ndim == 2:
-        latent = latent[None]
-    if latent.ndim != 3 or latent.shape[0] != 1:
-        raise ValueError(f"latent must be (M, C) or (1, M, C) for one shape, got {tuple(latent.shape)}")
-    weight = next(vae.parameters(), None)  # the VAE's device and dtype (stand-ins may have no weights)
-    if weight is not None:
-        latent = latent.to(device=weight.device, dtype=weight.dtype)
-    tokens = vae.decode_tokens(latent)
-    precision = query_autocast(tokens.device, tokens.dtype, query_precision)
-
-    def sdf_fn(points: torch.Tensor) -> torch.Tensor:  # (Q, 3) → (Q,), positive inside
-        points = points.to(device=tokens.device, dtype=tokens.dtype)
-        with precision:
-            return vae.query(tokens, points[None], chunk_size)[0, :, 0].float()
-
+    surface. `extraction` is a volume decoding method ("tracking", "hierarchical", "dense"); `query_precision`
+    is "auto", "full" or "bf16" (see `SDFField`); `volume_kwargs` go to the volume decoder (e.g.
+    `probe_resolution` for tracking, `coarse_resolution` for hierarchical)."""
+    sdf_fn = field_function(vae, latent, query_precision, chunk_size)
     volume_kwargs.setdefault("chunk_size", chunk_size)
-    if extraction == "hierarchical":
-        volume_kwargs.setdefault("coarse_resolution", default_coarse_resolution(octree_resolution))
     volume = decode_volume(sdf_fn, bounds, octree_resolution, method=extraction, **volume_kwargs)
     try:
         return extract_mesh(volume)

@@ -1,0 +1,138 @@
+"""Surface-tracking volume decoding: the dense decode's surface from a fraction of its queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from triposg.geometry import (
+    DEFAULT_BOUNDS,
+    EmptySurfaceError,
+    SurfaceTrackingDecoder,
+    decode_volume,
+    default_probe_resolution,
+    extract_surface,
+)
+from triposg.geometry.volume import _cell_min_max
+
+
+class Counting:
+    """A field function that counts the points it is asked for."""
+
+    def __init__(self, field):
+        self.field, self.calls, self.points = field, 0, 0
+
+    def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.points += xyz.shape[0]
+        return self.field(xyz)
+
+
+def sphere(center=(0.0, 0.0, 0.0), radius=0.5, scale=1.0):
+    center = torch.tensor(center)
+    return lambda xyz: scale * (radius - (xyz - center).norm(dim=-1))
+
+
+def union(*fields):
+    return lambda xyz: torch.stack([f(xyz) for f in fields]).amax(dim=0)
+
+
+def slab(thickness: float, height: float = 0.6):
+    """A thin square plate in the plane z = 0.013 (off the grid planes): positive inside, exact SDF of a box."""
+    half = torch.tensor([height / 2, height / 2, thickness / 2])
+
+    def field(xyz):
+        q = (xyz - torch.tensor([0.0, 0.0, 0.013])).abs() - half
+        return -(q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0))
+
+    return field
+
+
+def crossing_cells(values: np.ndarray) -> np.ndarray:
+    low, high = _cell_min_max(values)
+    return (low <= 0) & (high > 0)
+
+
+def assert_same_surface(tracked, dense):
+    """Every cell the dense surface crosses is crossed in the tracked grid with identical corner values, and no
+    other cell is: marching cubes gives the same triangles."""
+    cells = crossing_cells(dense.values)
+    assert np.array_equal(crossing_cells(tracked.values), cells)
+    corners = np.zeros(dense.values.shape, dtype=bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                corners[dx : dx + cells.shape[0], dy : dy + cells.shape[1], dz : dz + cells.shape[2]] |= cells
+    np.testing.assert_array_equal(tracked.values[corners], dense.values[corners])
+    (tv, tf), (dv, df) = extract_surface(tracked), extract_surface(dense)
+    np.testing.assert_array_equal(tf, df)
+    np.testing.assert_allclose(tv, dv, atol=1e-6)
+
+
+SHAPES = {
+    "three spheres": union(sphere((-0.4, 0.1, 0.0), 0.3), sphere((0.35, -0.2, 0.2), 0.25), sphere((0.0, 0.5, -0.4), 0.15)),
+    "thin plate": slab(0.01),  # a third of a 128-grid cell, a twentieth of a probe cell
+    "small blob": sphere((0.21, -0.33, 0.47), 0.03),  # smaller than a probe cell and off its centre
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_tracking_gives_the_dense_surface_from_far_fewer_queries(name):
+    field = Counting(SHAPES[name])
+    tracked = decode_volume(field, DEFAULT_BOUNDS, 128, method="tracking")
+    dense = decode_volume(SHAPES[name], DEFAULT_BOUNDS, 128, method="dense")
+    assert_same_surface(tracked, dense)
+    assert tracked.num_queries == field.points  # each point is asked for once
+    assert tracked.num_queries < dense.num_queries / 8, (tracked.num_queries, dense.num_queries)
+
+
+def test_tracking_follows_a_surface_the_probes_rule_out():
+    """A field 4x steeper than a distance (not 1-Lipschitz): the probe test wrongly rules out cells the surface
+    passes through, and tracking across cell faces recovers all of them."""
+    steep = sphere(radius=0.6, scale=4.0)
+    decoder = SurfaceTrackingDecoder(band=0.3, seed_band=0.01)
+    tracked = decoder(steep, DEFAULT_BOUNDS, 64)
+    assert_same_surface(tracked, decode_volume(steep, DEFAULT_BOUNDS, 64, method="dense"))
+
+
+def test_queries_grow_with_the_surface_not_the_volume():
+    counts = [decode_volume(sphere(), DEFAULT_BOUNDS, r, method="tracking").num_queries for r in (64, 128, 256)]
+    growth = [b / a for a, b in zip(counts, counts[1:])]
+    # At most ~4x per doubling (less while the fixed 32^3 probe dominates); a volume method grows 8x.
+    assert all(1.5 < g < 4.5 for g in growth), (counts, growth)
+    assert counts[-1] < 257**3 / 50
+
+
+def test_a_field_without_surface_gives_a_grid_of_one_sign():
+    volume = decode_volume(lambda xyz: -1.0 - xyz[:, 0] ** 2, DEFAULT_BOUNDS, 64, method="tracking")
+    assert volume.values.max() < 0
+    with pytest.raises(EmptySurfaceError):
+        extract_surface(volume)
+
+
+def test_the_default_probe_grid_divides_the_resolution():
+    assert [default_probe_resolution(r) for r in (32, 48, 64, 96, 128, 512)] == [16, 24, 32, 24, 32, 32]
+    for r in (32, 48, 64, 96, 100, 128):
+        probe = default_probe_resolution(r)
+        ratio = r // probe
+        assert r % probe == 0 and ratio >= 2 and ratio & (ratio - 1) == 0
+
+
+def test_bad_settings_name_the_fix():
+    with pytest.raises(ValueError, match="probe_resolution"):
+        SurfaceTrackingDecoder(probe_resolution=32)(sphere(), DEFAULT_BOUNDS, 96)
+    with pytest.raises(ValueError, match="probe_resolution"):
+        decode_volume(sphere(), DEFAULT_BOUNDS, 33, method="tracking")
+    with pytest.raises(ValueError, match="band"):
+        SurfaceTrackingDecoder(band=0)(sphere(), DEFAULT_BOUNDS, 64)
+    with pytest.raises(ValueError, match="one value per point"):
+        decode_volume(lambda xyz: torch.zeros(3), DEFAULT_BOUNDS, 64, method="tracking")
+
+
+def test_progress_reports_every_stage():
+    seen = []
+    decode_volume(sphere(), DEFAULT_BOUNDS, 128, method="tracking", progress=lambda *a: seen.append(a))
+    stages = [resolution for resolution, _, _ in seen]
+    assert stages[0] == 32 and 64 in stages and stages[-1] == 128
+    assert all(0 < done <= total for _, done, total in seen)

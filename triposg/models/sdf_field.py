@@ -1,0 +1,112 @@
+"""One shape's decoded SDF as a function of position: the fast path of every mesh extraction.
+
+:class:`SDFField` runs the parts of the VAE decoder that depend on the shape alone once — the self-attention
+stack over the latent tokens and the keys/values of the query cross-attention — so a call on query points runs
+only the per-query layers (point embedding, query projection, one cross-attention, the FFN, the output head).
+
+Precision: "full" computes in the VAE's dtype and equals ``TripoSGVAEModel.query`` to float rounding. "bf16" keeps
+a bfloat16 copy of the per-query linear layers (no per-call weight casts, unlike autocast) while the point
+embedding, the layer norms and the output head stay in float32 — positions in bfloat16 would be off by up to
+1/128 of the box, a whole 128-grid cell. "auto" picks bf16 for a float32 model on a CPU with native bf16 (see
+:func:`cpu_has_fast_bf16`), full precision otherwise (a CUDA model is normally loaded in fp16 already).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .vae import TripoSGVAEModel
+
+QUERY_PRECISIONS = ("auto", "full", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX), where bf16 is the fast path."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # private helpers: treat an older or newer torch as "no"
+        return False
+
+
+def resolve_query_precision(precision: str, device: torch.device, dtype: torch.dtype) -> str:
+    """"auto" -> "bf16" or "full" for a model on ``device`` in ``dtype``; other values are checked and returned."""
+    if precision not in QUERY_PRECISIONS:
+        raise ValueError(f"unknown query precision {precision!r}; choose one of {list(QUERY_PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and dtype == torch.float32 and cpu_has_fast_bf16() else "full"
+    return precision
+
+
+class SDFField:
+    """(Q, 3) xyz -> (Q,) float32 field values of one shape, positive inside (the sign `TripoSGVAEModel.decode`
+    returns).
+
+    Args:
+        vae: the VAE whose decoder defines the field.
+        latent: (M, C) or (1, M, C) latents of one shape.
+        precision: "auto", "full" or "bf16" (module docstring).
+        chunk_size: query points per decoder pass (bounds peak memory; ~10k is fastest on CPUs).
+    """
+
+    def __init__(self, vae: TripoSGVAEModel, latent: torch.Tensor, precision: str = "auto", chunk_size: int = 10_000):
+        if latent.ndim == 2:
+            latent = latent[None]
+        if latent.ndim != 3 or latent.shape[0] != 1:
+            raise ValueError(f"latent must be (M, C) or (1, M, C) for one shape, got {tuple(latent.shape)}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        decoder = vae.decoder
+        block = decoder.blocks[-1]
+        if block.attn1 is not None or block.attn2 is None or block.attn2_2 is not None or block.skip_linear is not None:
+            raise ValueError("the VAE decoder's last block must be a single cross-attention block (the release layout)")
+        weight = next(vae.parameters())
+        self.device, self.chunk_size = weight.device, chunk_size
+        self.precision = resolve_query_precision(precision, weight.device, weight.dtype)
+        self.embedder = vae.embedder
+        self.norm_out, self.proj_out = decoder.norm_out, decoder.proj_out  # the head stays in the model's dtype
+        self.out_dtype = weight.dtype
+        with torch.no_grad():
+            tokens = vae.decode_tokens(latent.to(device=weight.device, dtype=weight.dtype))
+            if self.precision == "bf16":
+                self.dtype = torch.bfloat16
+                self.proj_query, self.block = _bf16_linear_copy(decoder.proj_query), _bf16_linear_copy(block)
+                k, v = block.attn2.project_context(tokens)  # keys/values from the full-precision tokens, then cast
+                self.k, self.v = k.to(self.dtype), v.to(self.dtype)
+            else:
+                self.dtype = weight.dtype
+                self.proj_query, self.block = decoder.proj_query, block
+                self.k, self.v = block.attn2.project_context(tokens)
+
+    @torch.no_grad()
+    def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
+        """(Q, 3) query points (any float dtype, any device) -> (Q,) float32 values on the points' device."""
+        if xyz.ndim != 2 or xyz.shape[-1] != 3:
+            raise ValueError(f"query points must be (Q, 3) xyz, got {tuple(xyz.shape)}")
+        out_device = xyz.device
+        xyz = xyz.to(device=self.device, dtype=torch.float32)
+        values = [self._query(chunk) for chunk in xyz.split(self.chunk_size)]
+        if not values:
+            return torch.empty(0, device=out_device)
+        return torch.cat(values).to(device=out_device, dtype=torch.float32)
+
+    def _query(self, xyz: torch.Tensor) -> torch.Tensor:
+        """The decoder's last block (`DiTBlock.forward` with cross-attention only) on precomputed keys/values."""
+        block = self.block
+        features = self.embedder(xyz[None]).to(self.dtype)  # the embedding in float32, then cast
+        h = self.proj_query(features)
+        h = h + block.attn2.attend(block.norm2(h), self.k, self.v)
+        h = h + block.ff(block.norm3(h))
+        raw = self.proj_out(self.norm_out(h.to(self.out_dtype)))  # (1, Q, 1), SDF-like: positive outside
+        return -raw[0, :, 0].float()
+
+
+def _bf16_linear_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose linear layers hold bfloat16 weights; norms keep theirs (they compute in fp32)."""
+    module = copy.deepcopy(module)
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            layer.to(torch.bfloat16)
+    return module
