@@ -36,7 +36,8 @@ from triposg.geometry.volume import (
     ProgressCallback,
     SDFFunction,
     VolumeResult,
-    _cell_min_max,
+    _along,
+    _cells_to_fine_points,
     _check_bounds,
     _check_resolution,
     _voxel_size,
@@ -46,6 +47,17 @@ from triposg.geometry.volume import (
 _CORNERS = np.array(list(product((0, 1), repeat=3)), dtype=np.int64)
 # The six faces of a cell: (axis, side) with the four corners on that face.
 _FACES = [(axis, side, np.flatnonzero(_CORNERS[:, axis] == side)) for axis in range(3) for side in (0, 1)]
+
+
+def _cell_any_all(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any and all over the 8 corners of every cell: (R + 1)^3 booleans -> two (R, R, R) arrays (separable, on
+    booleans: an eighth of the memory traffic of a min/max over float values)."""
+    any_, all_ = points, points
+    for axis in range(3):
+        lower, upper = _along(axis, slice(None, -1)), _along(axis, slice(1, None))
+        any_ = any_[lower] | any_[upper]
+        all_ = all_[lower] & all_[upper]
+    return any_, all_
 
 
 def _repeat2(cells: np.ndarray) -> np.ndarray:
@@ -74,10 +86,12 @@ class _Grid:
         """(n, 3) integer grid coordinates -> (n,) flat point indices."""
         return ijk @ self.strides
 
-    def query(self, index: np.ndarray, stage_resolution: int) -> np.ndarray:
-        """Query the not-yet-known points among flat ``index`` (any order, duplicates allowed); returns them."""
-        index = np.unique(index)
+    def query(self, index: np.ndarray, stage_resolution: int, distinct: bool = False) -> np.ndarray:
+        """Query the not-yet-known points among flat ``index`` (any order; duplicates allowed unless the caller
+        says they are ``distinct``); returns them."""
         index = index[~self.known[index]]
+        if not distinct:
+            index = np.unique(index)
         total = index.size
         with torch.no_grad():
             for start in range(0, total, self.chunk_size):
@@ -143,7 +157,7 @@ class SurfaceTrackingDecoder:
 
         grid = _Grid(sdf_fn, bounds, resolution, self.chunk_size, device, dtype, progress)
         fill = self._probe_cascade(grid, probe)
-        grid.values[~grid.known] = fill[~grid.known]
+        np.copyto(grid.values, fill, where=~grid.known)
         del fill
         self._track(grid, self._region_cells(grid))
         values = grid.values.reshape((grid.size,) * 3)
@@ -169,7 +183,7 @@ class SurfaceTrackingDecoder:
         while True:
             span = resolution // level  # grid points per probe cell edge
             centres = grid.flat(cells * span + span // 2)
-            grid.query(centres, level)
+            grid.query(centres, level, distinct=True)
             centre_values = grid.values[centres]
             cell_fill[cells[:, 0], cells[:, 1], cells[:, 2]] = centre_values
             edge = float(_voxel_size(grid.bounds, level).max())
@@ -183,10 +197,13 @@ class SurfaceTrackingDecoder:
         # Stage 2: every point of the active cells of the last level (R / 2), 2 x 2 x 2 grid cells each.
         self._active = cells
         if cells.size:
-            offsets = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
-            grid.query(grid.flat((cells[:, None, :] * 2 + offsets).reshape(-1, 3)), resolution)
+            active = np.zeros((resolution // 2,) * 3, dtype=bool)
+            active[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+            grid.query(np.flatnonzero(_cells_to_fine_points(active)), resolution, distinct=True)
+            del active
         # Cells of R / 2 -> points of R: each cell owns its 2 x 2 x 2 lowest points, the far faces copy the last.
-        return np.pad(_repeat2(cell_fill), ((0, 1),) * 3, mode="edge").reshape(-1)
+        owner = np.minimum(np.arange(grid.size) // 2, resolution // 2 - 1)  # owning cell of each point, per axis
+        return cell_fill.take(owner, axis=0).take(owner, axis=1).take(owner, axis=2).reshape(-1)
 
     # ------------------------------------------------------------------ stage 3: tracking
 
@@ -218,16 +235,15 @@ class SurfaceTrackingDecoder:
                 visited[frontier] = True
                 frontier = self._neighbours_across_crossing_faces(grid, frontier[crossing], inside[crossing])
             # Final check over the whole grid: a crossing cell that still has a filled corner restarts tracking.
-            values = grid.values.reshape((grid.size,) * 3)
-            cell_min, cell_max = _cell_min_max(values)
-            crossing = (cell_min <= 0) & (cell_max > 0)
-            del cell_min, cell_max
-            known = grid.known.reshape((grid.size,) * 3)
-            all_known = known[:-1, :-1, :-1].copy()
-            for dx, dy, dz in _CORNERS[1:]:
-                all_known &= known[dx : dx + resolution, dy : dy + resolution, dz : dz + resolution]
-            missed = np.argwhere(crossing & ~all_known)
-            del crossing, all_known
+            inside = grid.values.reshape((grid.size,) * 3) > 0
+            any_inside, all_inside = _cell_any_all(inside)
+            del inside
+            missed = any_inside & ~all_inside  # crossing cells...
+            del any_inside, all_inside
+            any_unknown, _ = _cell_any_all(~grid.known.reshape((grid.size,) * 3))
+            missed &= any_unknown  # ...with a corner that was filled, not queried
+            del any_unknown
+            missed = np.argwhere(missed)
             if not missed.size:
                 return
             frontier = grid.flat(missed)
