@@ -1,4 +1,5 @@
-"""Reconstruction metrics between two surfaces: Chamfer distance, F-score and normal consistency.
+"""Reconstruction metrics between two surfaces: Chamfer distance, F-score and normal consistency; and how
+whole one surface is (`largest_piece_share`).
 
 Used for VAE reconstruction (paper §7.2, Table 3: "Chamfer distance, F-score with 0.02 threshold, and
 the normal consistency") and for generated-vs-ground-truth comparisons.
@@ -104,6 +105,15 @@ def normal_consistency(
     """Normal consistency: mean absolute cosine between each sample's normal and its nearest neighbour's
     normal in the other set, averaged over both directions; 1 for matching surfaces, orientation-free."""
     return reconstruction_metrics(pred, target, num_points=num_points, seed=seed)["normal_consistency"]
+
+
+def largest_piece_share(mesh: trimesh.Trimesh | trimesh.Scene) -> float:
+    """Share of the surface area in the largest connected piece (faces joined by shared edges): 1.0 for a
+    shape in one piece, lower when thin parts break off or the surface falls apart into fragments."""
+    mesh = _validated_mesh(mesh)
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    areas = np.bincount(labels, weights=mesh.area_faces)
+    return float(areas.max() / areas.sum())
 
 
 def reconstruction_metrics(

@@ -81,7 +81,7 @@ from .fid import (
     pixel_extractor,
     resolve_inception_weights,
 )
-from .metrics import SurfaceLike, reconstruction_metrics
+from .metrics import SurfaceLike, largest_piece_share, reconstruction_metrics
 
 if TYPE_CHECKING:
     from triposg.pipelines import TripoSGPipeline
@@ -684,11 +684,13 @@ def _evaluate_object(
         if cache is not None and repeatable:
             cache.store(key, entry, {"variant": variant.identity, "object_id": test_object.object_id})
 
-    row: dict[str, Any] = {"object_id": test_object.object_id, "status": "ok", "error": None, "cached": cached,
-                           "generation_seconds": entry.seconds, "cache_key": key}
-    row.update({column: math.nan for column in RECON_COLUMNS})
+    row: dict[str, Any] = {"object_id": test_object.object_id, "family": test_object.metadata.get("family"),
+                           "status": "ok", "error": None, "cached": cached, "generation_seconds": entry.seconds,
+                           "cache_key": key}
+    row.update({column: math.nan for column in (*RECON_COLUMNS, "largest_piece")})
     if entry.mesh is not None:
         mesh = normalize_mesh(entry.mesh, margin=GT_FRAME_MARGIN)
+        row["largest_piece"] = largest_piece_share(mesh)
         generated_normal = render(mesh, EVALUATION_CAMERA, resolution=gt_normal.shape[0])[0].normal
         reference = test_object.load_reference()
         if reference is not None:
@@ -769,6 +771,7 @@ def _summary(
            for key, value in entry.items() if key.startswith(("fd_", "kd_"))},
         "chamfer": reconstruction["chamfer_mean"], "f_score": reconstruction["f_score_mean"],
         "normal_consistency": reconstruction["normal_consistency_mean"],
+        "largest_piece": float(succeeded["largest_piece"].mean()) if len(succeeded) else None,
     }
     return {
         "model": variant.name,

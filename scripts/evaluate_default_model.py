@@ -16,6 +16,8 @@ On the held-out test split (never trained on; quality-flagged objects excluded):
    model's own DINOv2 encoder (FD-DINOv2; the same encoder for every variant). FID with
    Inception features is added when local Inception weights are configured (`TRIPOSG_INCEPTION_WEIGHTS`).
    → `normal_fid/<variant>/...`, `image_to_3d.csv`.
+   Per object also the area share of the largest connected piece (whole shapes), by family for the model →
+   `whole_shapes_by_family.csv`.
 3. `samples.png`: input image, ground-truth normals and generated normals for one object per family.
 4. `results.md`: the tables in Markdown, ready for the model card.
 """
@@ -79,7 +81,15 @@ def samples_figure(test_set, run_dirs: dict[str, Path], path: Path) -> None:
     make_image_grid(tiles, ncols=6).save(path)  # two objects per row
 
 
-def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.DataFrame) -> str:
+def whole_shapes_by_family(per_object: pd.DataFrame) -> pd.DataFrame:
+    """Per family: objects, mean and lowest share of surface area in the largest connected piece (worst first)."""
+    measured = per_object.dropna(subset=["largest_piece"])
+    table = measured.groupby("family")["largest_piece"].agg(objects="count", mean="mean", lowest="min")
+    return table.sort_values("mean")
+
+
+def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.DataFrame,
+             whole: pd.DataFrame | None = None) -> str:
     def vae_table(first_column: str, rows) -> str:  # rows: (first cell, summary) pairs
         return markdown_rows(
             [first_column, "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
@@ -93,13 +103,21 @@ def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.Dat
                          vae_table("family", by_family.iterrows()), ""]
     fd_columns = [column for column in table.columns if column.startswith("fd_")]
     image_table = markdown_rows(
-        ["variant", "objects", "failed", "Chamfer ↓", "F-score@0.05 ↑", "normal consistency ↑"]
+        ["variant", "objects", "failed", "Chamfer ↓", "F-score@0.05 ↑", "normal consistency ↑", "largest piece ↑"]
         + [f"{c.removeprefix('fd_').replace('_', '-')} FD ↓" for c in fd_columns] + ["s/object"],
         [[variant, int(row["objects"]), int(row["failed"]), f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
-          f"{row['normal_consistency']:.3f}", *(f"{row[c]:.4g}" for c in fd_columns),
-          f"{row['seconds_per_object']:.2f}"] for variant, row in table.iterrows()],
-        right_aligned=6 + len(fd_columns))
-    return "\n".join(vae_sections + ["### Image-to-3D (test split, 1.8 frame)", "", image_table]) + "\n"
+          f"{row['normal_consistency']:.3f}", f"{row.get('largest_piece', float('nan')):.3f}",
+          *(f"{row[c]:.4g}" for c in fd_columns), f"{row['seconds_per_object']:.2f}"]
+         for variant, row in table.iterrows()],
+        right_aligned=7 + len(fd_columns))
+    sections = vae_sections + ["### Image-to-3D (test split, 1.8 frame)", "", image_table]
+    if whole is not None and len(whole):
+        sections += ["", "### Whole shapes: area share of the largest connected piece, by family (the model, "
+                     "worst first; goal ≥ 0.9 everywhere)", "",
+                     markdown_rows(["family", "objects", "mean ↑", "lowest ↑"],
+                                   [[family, int(row["objects"]), f"{row['mean']:.3f}", f"{row['lowest']:.3f}"]
+                                    for family, row in whole.iterrows()], right_aligned=3)]
+    return "\n".join(sections) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean shape": mean_shape_variant(mean_mesh, {"corpus": str(args.corpus), "split": "train"}),
     }
     extractors = [pixel_named_extractor(16), dinov2_named_extractor(pipe, "the evaluated model")]
-    rows, run_dirs = {}, {}
+    rows, run_dirs, whole = {}, {}, None
     for name, variant in variants.items():
         run_dir = args.out / "normal_fid" / name.replace(" ", "_")
         result = run_normal_fid(test_set, variant, run_dir, NormalFidConfig(), extractors=extractors)
@@ -140,11 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = {"objects": len(per_object), "failed": int((per_object["status"] != "ok").sum()),
                       **{key: value for key, value in metrics.items() if value is not None},
                       "seconds_per_object": float(per_object["generation_seconds"].mean())}
+        if name == "model":
+            whole = whole_shapes_by_family(per_object)
+            whole.to_csv(args.out / "whole_shapes_by_family.csv")
         print(name, json.dumps(rows[name]))
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.to_csv(args.out / "image_to_3d.csv", index_label="variant")
     samples_figure(test_set, run_dirs, args.out / "samples.png")
-    (args.out / "results.md").write_text(markdown(vae_rows, by_family, table))
+    (args.out / "results.md").write_text(markdown(vae_rows, by_family, table, whole))
     print((args.out / "results.md").read_text())
     return 0
 

@@ -113,7 +113,10 @@ def test_variant_rows_are_validated():
     with pytest.raises(ValueError, match="variant 2: sampler must be"):
         parse_variant_rows([rows[0], {**rows[1], "sampler": "euler-a"}])
     with pytest.raises(ValueError, match="power-of-two"):
-        parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48}])
+        parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48, "extraction": "hierarchical"}])
+    with pytest.raises(ValueError, match="even resolution"):
+        parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 49}])
+    assert parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48}])[1].extraction == "tracking"
     with pytest.raises(gr.Error, match="variant 2: octree_resolution must be a number"):
         app.read_variants({"headers": list(rows[0]), "data": [list(rows[0].values()), ["loaded", "model", "x"]]})
 

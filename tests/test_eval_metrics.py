@@ -7,6 +7,7 @@ import trimesh
 from evaluation.metrics import (
     chamfer_distance,
     f_score,
+    largest_piece_share,
     normal_consistency,
     reconstruction_metrics,
     sample_surface,
@@ -96,3 +97,14 @@ def test_point_cloud_is_passed_through_or_subsampled(sphere):
 def test_bad_inputs_raise_clear_errors(sphere, surface, message):
     with pytest.raises(ValueError, match=message):
         reconstruction_metrics(surface, sphere, num_points=100)
+
+
+def test_largest_piece_share_is_the_area_fraction_of_the_biggest_component():
+    big = trimesh.creation.icosphere(subdivisions=3, radius=0.6)
+    small = trimesh.creation.icosphere(subdivisions=3, radius=0.3)
+    small.apply_translation([1.2, 0, 0])
+    assert largest_piece_share(big) == pytest.approx(1.0)
+    broken = trimesh.util.concatenate([big, small])
+    assert largest_piece_share(broken) == pytest.approx(big.area / (big.area + small.area))  # 0.8: 0.36 vs 0.09
+    with pytest.raises(ValueError, match="empty mesh"):
+        largest_piece_share(trimesh.Trimesh())
