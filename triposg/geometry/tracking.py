@@ -10,16 +10,24 @@ decoder, in three stages:
    target resolution. Truncated SDFs (|v| capped at ``t``) can only be ruled out where ``band * h < t``, which
    is why the probe starts at a grid whose half-diagonal is below the truncation (32 cells for the released
    VAE's 0.1 on the default bounds; coarser grids would keep every cell).
-2. **Region.** Every grid point of the cells still active at the last probe level is queried.
+2. **Region.** At the last probe level (cells two grid cells wide) the cells whose centre is within
+   ``seed_band`` cell edges of zero have every grid point queried: the seeds of tracking.
 3. **Tracking.** Starting from the region's cells, any cell whose corners change sign and has a corner not yet
    queried gets that corner queried; the surface is followed across cell faces until every cell it crosses has
-   all eight corners queried. Points never queried take the value of the finest probe cell that contains them,
-   whose sign is proven by step 1.
+   all eight corners queried. Points never queried take the value of the finest probe cell that owns them.
+   A final pass over the whole grid restarts tracking wherever a crossing cell still has a filled corner: a
+   surface whose sign shows between two probe centres is found that way, as are cells a field steeper than
+   1-Lipschitz made the probe rule out wrongly.
 
-Every cell marching cubes sees crossing has eight queried corners, so the surface is the dense decode's wherever
-the probe found it; a final check over the whole grid repeats tracking if a filled value still borders a
-crossing (fields that are not Lipschitz). The queries grow with the surface area (about 4x per doubling of the
-resolution), not the volume (8x).
+Every cell marching cubes sees crossing has eight queried corners, so each surface piece that is found is exactly
+the dense decode's. Which pieces are found: for a 1-Lipschitz field every piece passes through a cell that is
+still active at the last probe level, so with ``seed_band = band`` all of them are (provably; about 14 % more
+queries than the default on the default model's example shapes). The default ``seed_band`` (half the band)
+seeds the cells nearest zero; a piece is still found when it crosses a seeded cell or changes sign between two
+probe centres. It gives the dense surface exactly on the 14 example shapes of the default model and on 40
+sub-voxel blobs (radius 0.6-0.8 of a 128-grid cell), where ``seed_band = 0.25`` lost up to 45 % of the blobs'
+crossing cells and ``0`` lost fragments of the examples. The queries grow with the surface area (about 4x per
+doubling of the resolution), not the volume (8x).
 """
 
 from __future__ import annotations
@@ -127,7 +135,7 @@ class SurfaceTrackingDecoder:
 
     probe_resolution: int = 32  # the first probe grid: its cells' half-diagonal must be below the field's truncation
     band: float = 1.0  # probe threshold in cell edges; sqrt(3) / 2 ~ 0.87 is the minimum for a 1-Lipschitz field
-    seed_band: float = 0.25  # last level: cells whose centre is within this many cell edges are queried whole
+    seed_band: float = 0.5  # last probe level: cells whose centre is this close to zero (in cell edges) seed tracking
     chunk_size: int = 10_000  # points per sdf_fn call: bounds peak memory of the field function
 
     def __call__(
