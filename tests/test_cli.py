@@ -59,10 +59,12 @@ def test_generate_other_format_and_options(model_dir, tmp_path):
     img[16:48, 16:48] = (250, 200, 0, 255)
     Image.fromarray(img).save(tmp_path / "b.png")
     result = run_cli("generate", str(tmp_path / "b.png"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
-                     "--format", "stl", "--steps", "2", "--seed", "1", "--faces", "200")
+                     "--format", "stl", "--steps", "2", "--seed", "1", "--faces", "200", "--extraction", "dense")
     assert result.returncode == 0, result.stderr
     mesh = trimesh.load(tmp_path / "out" / "b.stl")
     assert 0 < len(mesh.faces) <= 200
+    refused = run_cli("generate", str(tmp_path / "b.png"), "--model", str(model_dir), "--extraction", "octree")
+    assert refused.returncode == 2 and "invalid choice: 'octree'" in refused.stderr
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):

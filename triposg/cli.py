@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .geometry import SUPPORTED_FORMATS, export_mesh
+from .geometry import SUPPORTED_FORMATS, VOLUME_DECODERS, export_mesh
 from .loading import load_pipeline
 
 
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None, help="random seed (default: the model's, 42)")
     gen.add_argument("--num-tokens", type=int, default=None, help="latent tokens")
     gen.add_argument("--octree-resolution", type=int, default=None, help="extraction grid cells per side")
+    gen.add_argument("--extraction", choices=tuple(VOLUME_DECODERS), default="tracking",
+                     help="volume decoding: tracking (fastest, the dense surface), hierarchical or dense")
     gen.add_argument("--faces", type=int, default=None, help="reduce each mesh to at most this many faces")
     gen.add_argument("--format", choices=SUPPORTED_FORMATS, default="glb", help="output file format")
     gen.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -40,6 +42,7 @@ def generate(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance if args.guidance is not None else defaults.guidance_scale,
         num_tokens=args.num_tokens or defaults.num_tokens,
         octree_resolution=args.octree_resolution or defaults.octree_resolution,
+        extraction=args.extraction,
         faces=args.faces,
     )
     seed = args.seed if args.seed is not None else defaults.seed
