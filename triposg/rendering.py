@@ -77,6 +77,7 @@ __all__ = [
     "EVALUATION_CAMERA",
     "FRAME_HALF_WIDTH",
     "Camera",
+    "Lighting",
     "PreparedMesh",
     "RenderResult",
     "RendererUnavailableError",
@@ -110,6 +111,15 @@ CAMERA_SPACE_LIGHTS = (
     ((1.5, 0.0, 0.8), 1.2),
     ((0.0, 1.0, -1.5), 1.0),
 )
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """The lights of the lit colour pass: an ambient level and directional lights given as (position in camera
+    space the light shines from, intensity), so they move with the camera. The default is the corpus lighting."""
+
+    ambient: float = AMBIENT_LIGHT
+    lights: tuple[tuple[tuple[float, float, float], float], ...] = CAMERA_SPACE_LIGHTS
 
 
 class RendererUnavailableError(RuntimeError):
@@ -615,20 +625,21 @@ def _render_views(
     color: tuple[int, int, int] | None,
     smooth: bool,
     msaa: int,
+    lighting: Lighting,
 ) -> list[RenderResult]:
     """All passes for all cameras; runs on the GL thread. `mesh` is already prepared (`prepare_mesh`)."""
     pyrender = _import_pyrender()
     renderer = _get_renderer(pyrender, resolution, msaa)
     flags = pyrender.RenderFlags
 
-    scene = pyrender.Scene(ambient_light=np.full(3, AMBIENT_LIGHT))
+    scene = pyrender.Scene(ambient_light=np.full(3, lighting.ambient))
     lit_mesh = _lit_mesh(pyrender, mesh, color, smooth)
     normal_mesh = _normal_mesh(pyrender, mesh, smooth)
     scene.add(lit_mesh)
     scene.add(normal_mesh)
     light_nodes = [
         scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity))
-        for _, intensity in CAMERA_SPACE_LIGHTS
+        for _, intensity in lighting.lights
     ]
     rgb_background = np.array([*background, 255], dtype=np.float64) / 255.0
     zero_normal_background = np.array([0.5, 0.5, 0.5, 1.0])
@@ -640,7 +651,7 @@ def _render_views(
             scene.remove_node(camera_node)
         gl_camera = _pyrender_camera(pyrender, camera)
         camera_node = scene.add(gl_camera, pose=camera.pose)
-        for node, (position, _) in zip(light_nodes, CAMERA_SPACE_LIGHTS):
+        for node, (position, _) in zip(light_nodes, lighting.lights):
             scene.set_pose(node, _light_pose(camera, position))
 
         # 1. Lit colour and depth.
@@ -696,6 +707,7 @@ def render(
     normal_background: Sequence[int] = (255, 255, 255),
     smooth: bool = True,
     msaa: int = 4,
+    lighting: Lighting | None = None,
 ) -> list[RenderResult]:
     """Render `mesh` from each camera: lit colour, normal map, mask and depth, each (H, W, ...) square.
 
@@ -712,6 +724,7 @@ def render(
         smooth: smooth shading that keeps creases (True) or flat faces (False), in both passes.
         msaa: multisamples per pixel (0, 2, 4 or 8). 4 (the default) gives anti-aliased edges; 0 renders
             about 2x faster on a software GL (training views), with hard edges and binary edge normals.
+        lighting: the lit pass's lights (`Lighting`); None is the corpus lighting.
 
     Returns:
         One `RenderResult` per camera, in order.
@@ -733,9 +746,11 @@ def render(
     color = None if color is None else _check_color(color, "color")
     if msaa not in MSAA_CHOICES:
         raise ValueError(f"msaa must be one of {MSAA_CHOICES}, got {msaa!r}")
+    if lighting is not None and not isinstance(lighting, Lighting):
+        raise ValueError(f"lighting must be a Lighting or None, got {type(lighting).__name__}")
     return _run_on_gl_thread(
         _render_views, prepared.mesh, camera_list, int(resolution), background, normal_background, normal_space,
-        color, prepared.smooth, int(msaa),
+        color, prepared.smooth, int(msaa), lighting or Lighting(),
     )
 
 
