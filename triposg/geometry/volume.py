@@ -4,11 +4,13 @@ A field function ``sdf_fn`` maps (Q, 3) xyz to (Q,) values, **positive inside an
 the released TripoSG VAE decodes). A grid of ``resolution`` cells per side has ``resolution + 1`` sample points
 per axis that span ``bounds`` exactly, so grid point ``i`` along x sits at ``xmin + i * (xmax - xmin) / resolution``.
 
-Two decoders produce the same :class:`VolumeResult`:
+Decoders produce the same :class:`VolumeResult`:
 
 - :class:`DenseVolumeDecoder` queries every grid point ((R + 1)^3 queries).
 - :class:`HierarchicalVolumeDecoder` queries a coarse grid, then doubles the resolution and queries only the cells
   near the zero level set, so the number of queries grows with the surface area rather than the volume.
+- ``SurfaceTrackingDecoder`` (``tracking.py``, the default) probes coarse cell centres and follows the surface:
+  the fewest queries. ``decoding.py`` holds the registry behind ``decode_volume``.
 """
 
 from __future__ import annotations
