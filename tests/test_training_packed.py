@@ -86,6 +86,16 @@ def test_resuming_from_an_exact_pack_in_a_new_run_equals_resuming_the_run(
         assert torch.equal(ours[name], theirs[name]), name
 
 
+def test_resuming_from_an_older_pack_warns_about_the_newer_local_checkpoint(
+        six_step_run, training_corpus, vae_folder, tmp_path):
+    packed = pack_checkpoint(list_checkpoints(six_step_run / "checkpoints")[-1], tmp_path / "packed")  # step 6
+    run = tmp_path / "run"
+    args = tiny_args(training_corpus, vae_folder, run, "train.max_steps=8", "train.sample_every=0")
+    main(args + ["--resume", str(packed)])  # the run now has checkpoint 8
+    with pytest.warns(UserWarning, match=r"newer checkpoint \(checkpoint-00000008\).*--resume latest"):
+        main(args + ["--resume", str(packed)])
+
+
 def test_unpack_keeps_an_existing_local_checkpoint(six_step_run, tmp_path):
     checkpoint = list_checkpoints(six_step_run / "checkpoints")[-1]
     packed = pack_checkpoint(checkpoint, tmp_path / "packed")

@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 
 from triposg.models.sdf_field import cpu_has_fast_bf16
 
-from .checkpoint import checkpoint_name, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    checkpoint_name,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
 from .ema import EMA
 from .logging import MetricLogger
@@ -207,10 +215,16 @@ class Trainer:
         """
         config, accelerator = self.config, self.accelerator
         if resume and resume != "latest" and is_packed(resume):  # a packed checkpoint (e.g. from git)
+            packed_step = read_packed_step(resume)
+            newer = [path for path in list_checkpoints(self.checkpoints_dir) if path.name > checkpoint_name(packed_step)]
+            if newer:  # e.g. a machine that kept the run folder since the pack was made
+                warnings.warn(f"{self.checkpoints_dir} already has a newer checkpoint ({newer[-1].name}) than the "
+                              f"packed one (step {packed_step}); resuming from the pack as asked. Pass --resume "
+                              "latest to continue from the newer one instead.")
             if accelerator.is_main_process:
                 unpack_checkpoint(resume, self.checkpoints_dir)
             accelerator.wait_for_everyone()
-            resume = str(self.checkpoints_dir / checkpoint_name(read_packed_step(resume)))
+            resume = str(self.checkpoints_dir / checkpoint_name(packed_step))
         checkpoint = find_checkpoint(self.checkpoints_dir, resume) if resume else None
         if checkpoint is not None:
             self.load(checkpoint)
