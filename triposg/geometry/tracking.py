@@ -48,6 +48,7 @@ from triposg.geometry.volume import (
     _cells_to_fine_points,
     _check_bounds,
     _check_resolution,
+    _evaluate_grid_points,
     _voxel_size,
 )
 
@@ -87,8 +88,6 @@ class _Grid:
         self.values = np.zeros(self.size**3, dtype=np.float32)
         self.known = np.zeros(self.size**3, dtype=bool)
         self.num_queries = 0
-        self._origin = np.asarray(bounds[:3], dtype=np.float64)
-        self._step = _voxel_size(bounds, resolution)
 
     def flat(self, ijk: np.ndarray) -> np.ndarray:
         """(n, 3) integer grid coordinates -> (n,) flat point indices."""
@@ -100,24 +99,12 @@ class _Grid:
         index = index[~self.known[index]]
         if not distinct:
             index = np.unique(index)
-        total = index.size
-        with torch.no_grad():
-            for start in range(0, total, self.chunk_size):
-                chunk = index[start : start + self.chunk_size]
-                ijk = np.stack(np.unravel_index(chunk, (self.size,) * 3), axis=-1)
-                xyz = torch.from_numpy((self._origin + ijk * self._step).astype(np.float32))
-                values = self.sdf_fn(xyz.to(device=self.device, dtype=self.dtype))
-                values = values.detach().to(device="cpu", dtype=torch.float32).reshape(-1).numpy()
-                if values.shape[0] != chunk.size:
-                    raise ValueError(
-                        f"sdf_fn must return one value per point: asked for {chunk.size} points, got "
-                        f"{values.shape[0]} values"
-                    )
-                self.values[chunk] = values
-                if self.progress is not None:
-                    self.progress(stage_resolution, min(start + self.chunk_size, total), total)
+        _evaluate_grid_points(
+            self.sdf_fn, lambda start, stop: index[start:stop], index.size, self.values.reshape((self.size,) * 3),
+            self.bounds, self.resolution, self.chunk_size, self.device, self.dtype, self.progress, stage_resolution,
+        )
         self.known[index] = True
-        self.num_queries += total
+        self.num_queries += index.size
         return index
 
     def cell_corners(self, cells: np.ndarray) -> np.ndarray:

@@ -78,12 +78,15 @@ def _evaluate_grid_points(
     device: torch.device | str | None,
     dtype: torch.dtype,
     progress: ProgressCallback | None,
+    progress_resolution: int | None = None,
 ) -> None:
     """Query ``sdf_fn`` at ``num_points`` grid points and write the results into ``out`` (a grid of side R + 1).
 
     ``flat_indices(start, stop)`` returns the flat (C-order) indices of points ``start:stop`` of the query list,
     so callers never have to build all the coordinates at once: memory is bounded by ``chunk_size``.
+    ``progress`` is told ``progress_resolution`` (default: ``resolution``) as the stage's resolution.
     """
+    stage = resolution if progress_resolution is None else progress_resolution
     origin = np.asarray(bounds[:3], dtype=np.float64)
     step = _voxel_size(bounds, resolution)
     flat_out = out.reshape(-1)  # a view: `out` is always C-contiguous here
@@ -103,7 +106,7 @@ def _evaluate_grid_points(
                 )
             flat_out[index] = values
             if progress is not None:
-                progress(resolution, stop, num_points)
+                progress(stage, stop, num_points)
 
 
 @dataclass
