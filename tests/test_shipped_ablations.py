@@ -10,7 +10,7 @@ import pandas as pd
 from evaluation.ablation_report import REPORT_NAME, ablation_report
 from evaluation.results import DEFAULT_RESULTS_DIR, describe_results_folder
 from evaluation.variants import shipped_variant_groups, shipped_variant_specs
-from training.ablations import DEFAULT_CORPUS, DEFAULT_OUT, group_command, group_info, list_groups
+from training.ablations import DEFAULT_CORPUS, DEFAULT_OUT, group_command, group_info, list_groups, variant_config
 from triposg.loading import load_pipeline
 from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
 
@@ -42,14 +42,22 @@ SCHEDULERS = {"ddpm": TripoSGDDPMScheduler, "edm": TripoSGEDMScheduler, "rectifi
 
 
 def test_shipped_variants_load_with_the_settings_they_were_evaluated_with():
+    """Each shipped folder's generation settings are what its group file exported and evaluated (the group's
+    `evaluate:` section overrides steps and guidance where it sets them), not merely what the folder says."""
     groups = shipped_variant_groups()
     assert groups, "no ablation variants in assets/ablation-variants"
+    group_files = {group.name: group for group in list_groups()}
     for group, paths in groups.items():
         results = pd.read_csv(DEFAULT_RESULTS_DIR / f"{group}.csv", dtype={"seed": str})
         for path, spec in zip(paths, shipped_variant_specs(paths), strict=True):
             assert path.name in set(results["variant"]), f"{group}/{path.name} has no measured result"
+            definition = group_files[group]
+            exported = variant_config(definition, path.name, definition.seeds[0], DEFAULT_CORPUS, DEFAULT_OUT).export
+            evaluated = definition.evaluate
+            assert spec.num_tokens == exported.num_tokens, path
+            assert spec.num_inference_steps == (evaluated.num_inference_steps or exported.num_inference_steps), path
+            assert spec.guidance_scale == (evaluated.guidance_scale or exported.guidance_scale), path
             pipe, defaults = load_pipeline(str(path), "cpu")
-            assert spec.num_tokens == defaults.num_tokens
             if path.name in SCHEDULERS:
                 assert type(pipe.scheduler) is SCHEDULERS[path.name], path
             if path.name.startswith("tokens-"):
