@@ -153,3 +153,12 @@ def test_progress_reports_every_stage():
     stages = [resolution for resolution, _, _ in seen]
     assert stages[0] == 32 and 64 in stages and stages[-1] == 128
     assert all(0 < done <= total for _, done, total in seen)
+
+
+def test_non_cubic_bounds_and_float64_points():
+    bounds = (-1.0, -0.5, -0.8, 1.0, 0.5, 0.8)  # cells of three different edge lengths
+    field = sphere((0.1, 0.0, -0.05), 0.42)
+    tracked = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="tracking", dtype=torch.float64)
+    dense = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="dense", dtype=torch.float64)
+    assert_same_surface(tracked, dense)
+    assert tracked.bounds == bounds and tracked.num_queries < dense.num_queries / 2
