@@ -40,3 +40,36 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="--device cpu"):
         resolve_device("cuda")
     assert resolve_device(None).type == "cpu"
+
+
+def test_a_plain_call_samples_with_the_folders_generation_config(tmp_path):
+    """`pipe(image)` on a folder with `generation_config.json` uses its settings; explicit arguments win; a folder
+    without the file (the release layout) keeps the release script's defaults; saving writes the file back."""
+    from triposg.pipelines import TripoSGPipeline, make_random_pipeline
+
+    bare = tmp_path / "bare"
+    make_random_pipeline(seed=0).save_pretrained(bare)
+    assert not (bare / "generation_config.json").exists()
+    assert TripoSGPipeline.from_pretrained(bare).generation_defaults == GenerationDefaults()
+    tuned = GenerationDefaults(num_inference_steps=3, guidance_scale=1.0, num_tokens=16, octree_resolution=32)
+    tuned.save(bare)
+    pipe = TripoSGPipeline.from_pretrained(bare)
+    assert pipe.generation_defaults == tuned
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((90, 160, 40, 255), (16, 10, 48, 54))
+    steps: list[int] = []
+
+    def count(_pipe, step, _t, tensors):
+        steps.append(step)
+        return tensors
+
+    out = pipe(image, seed=0, callback_on_step_end=count)
+    assert len(steps) == 3 and out.latents.shape[1] == 16
+    steps.clear()
+    assert pipe(image, seed=0, num_inference_steps=2, callback_on_step_end=count).latents.shape[1] == 16
+    assert len(steps) == 2
+    pipe.save_pretrained(tmp_path / "again")
+    assert GenerationDefaults.from_folder(tmp_path / "again") == tuned
+    with pytest.raises(TypeError, match="GenerationDefaults"):
+        pipe.generation_defaults = {"num_inference_steps": 3}

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from .pipelines import TripoSGPipeline
+from .pipelines.generation_config import GENERATION_CONFIG_NAME, GenerationDefaults
+
+__all__ = ["DEFAULT_MODEL_PATH", "GENERATION_CONFIG_NAME", "GenerationDefaults", "default_model_path",
+           "load_pipeline", "resolve_device"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "default-model"
-GENERATION_CONFIG_NAME = "generation_config.json"
-
-
-@dataclass
-class GenerationDefaults:
-    """Sampling settings a model was made for; a pipeline folder may override them in
-    `generation_config.json`. Defaults are the release script's."""
-
-    num_inference_steps: int = 50
-    guidance_scale: float = 7.0
-    num_tokens: int = 2048
-    octree_resolution: int = 256
-    seed: int = 42
-
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike | None) -> "GenerationDefaults":
-        path = Path(folder) / GENERATION_CONFIG_NAME if folder is not None else None
-        if path is None or not path.is_file():
-            return cls()
-        known = {f.name for f in fields(cls)}
-        values = json.loads(path.read_text())
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def save(self, folder: str | os.PathLike) -> None:
-        (Path(folder) / GENERATION_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
 def default_model_path() -> Path:
@@ -81,4 +58,4 @@ def load_pipeline(
             "Hugging Face cache; otherwise download the folder elsewhere and pass its path."
         ) from error
     pipe.to(torch_device)
-    return pipe, GenerationDefaults.from_folder(local if local.is_dir() else None)
+    return pipe, pipe.generation_defaults

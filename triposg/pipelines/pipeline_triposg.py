@@ -21,6 +21,7 @@ from diffusers.utils import BaseOutput
 from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor
 from ..models import TripoSGDiTModel, TripoSGVAEModel
 from ..preprocessing import PreprocessResult, load_image, preprocess_image
+from .generation_config import GenerationDefaults
 from .vae_mesh import latent_to_mesh
 
 ImageInput = PIL.Image.Image | np.ndarray | str
@@ -96,6 +97,34 @@ class TripoSGPipeline(DiffusionPipeline):
             feature_extractor_clip=feature_extractor_clip,
         )
 
+    # ------------------------------------------------------------------ loading and saving
+
+    @property
+    def generation_defaults(self) -> GenerationDefaults:
+        """The settings `__call__` uses for arguments left out: the folder's `generation_config.json` when the
+        pipeline was loaded from one that has it, else the release script's (50 steps, guidance 7, 2048 tokens,
+        octree 256). Assign a `GenerationDefaults` to change them; `save_pretrained` writes them."""
+        return getattr(self, "_generation_defaults", None) or GenerationDefaults()
+
+    @generation_defaults.setter
+    def generation_defaults(self, value: GenerationDefaults) -> None:
+        if not isinstance(value, GenerationDefaults):
+            raise TypeError(f"generation_defaults must be a GenerationDefaults, got {type(value).__name__}")
+        self._generation_defaults = value
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "TripoSGPipeline":
+        """`DiffusionPipeline.from_pretrained`, plus the folder's (or hub repo's) `generation_config.json`."""
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.generation_defaults = GenerationDefaults.from_pretrained(pretrained_model_name_or_path)
+        return pipe
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """`DiffusionPipeline.save_pretrained`, plus `generation_config.json` when defaults were set."""
+        super().save_pretrained(save_directory, **kwargs)
+        if getattr(self, "_generation_defaults", None) is not None:
+            self._generation_defaults.save(save_directory)
+
     # ------------------------------------------------------------------ pieces the loop uses
 
     @torch.no_grad()
@@ -168,13 +197,13 @@ class TripoSGPipeline(DiffusionPipeline):
     def __call__(
         self,
         image: ImageInput | list[ImageInput],
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.0,
-        num_tokens: int = 2048,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_tokens: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         seed: int | None = None,
         latents: torch.Tensor | None = None,
-        octree_resolution: int = 256,
+        octree_resolution: int | None = None,
         bounds: Sequence[float] = DEFAULT_BOUNDS,
         extraction: str = "tracking",
         query_precision: str = "auto",
@@ -194,6 +223,9 @@ class TripoSGPipeline(DiffusionPipeline):
 
         Args:
             image: a PIL image, array, path, or a list of them.
+            num_inference_steps, guidance_scale, num_tokens, octree_resolution: left out (None), each comes from
+                `generation_defaults` (the loaded folder's `generation_config.json`, else the release's 50 / 7.0 /
+                2048 / 256).
             num_inference_steps: sampler steps. guidance_scale: classifier-free guidance (off when ≤ 1).
             num_tokens: latent tokens M (more = finer shapes; the release uses 2048).
             generator / seed: randomness (a `seed` builds a CPU generator). latents: (B, M, C) start noise.
@@ -214,6 +246,11 @@ class TripoSGPipeline(DiffusionPipeline):
         Returns:
             `TripoSGPipelineOutput`, or `(samples, meshes)` when `return_dict=False`.
         """
+        defaults = self.generation_defaults
+        num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
+        num_tokens = defaults.num_tokens if num_tokens is None else num_tokens
+        octree_resolution = defaults.octree_resolution if octree_resolution is None else octree_resolution
         device = self._execution_device
         timings: dict[str, float] = {}
         if seed is not None:
