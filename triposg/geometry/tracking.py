@@ -49,6 +49,7 @@ from triposg.geometry.volume import (
     _check_bounds,
     _check_resolution,
     _evaluate_grid_points,
+    _num_doublings,
     _voxel_size,
 )
 
@@ -74,6 +75,11 @@ def _repeat2(cells: np.ndarray) -> np.ndarray:
     for axis in range(3):
         cells = np.repeat(cells, 2, axis=axis)
     return cells
+
+
+def _region_cells(grid: "_Grid", seeds: np.ndarray) -> np.ndarray:
+    """The grid cells inside the seed cells of the last probe level (8 each, two grid cells wide), as cell ids."""
+    return grid.flat((seeds[:, None, :] * 2 + _CORNERS[None, :, :]).reshape(-1, 3))
 
 
 class _Grid:
@@ -139,33 +145,26 @@ class SurfaceTrackingDecoder:
         bounds = _check_bounds(bounds)
         resolution = _check_resolution(resolution)
         probe = _check_resolution(self.probe_resolution)
-        ratio, remainder = divmod(resolution, probe)
-        if remainder or ratio < 2 or ratio & (ratio - 1):
-            valid = [probe * 2**k for k in range(1, 5)]
-            raise ValueError(
-                f"surface tracking needs resolution = probe_resolution * 2**k with k >= 1; got resolution="
-                f"{resolution} with probe_resolution={probe}. Use one of {valid}, ..., change probe_resolution, "
-                f'or use method="dense".'
-            )
+        _num_doublings(probe, resolution, minimum=1, name="probe_resolution", method="surface tracking")
         if self.band <= 0:
             raise ValueError(f"band must be > 0 cell edges, got {self.band}")
 
         grid = _Grid(sdf_fn, bounds, resolution, self.chunk_size, device, dtype, progress)
-        fill = self._probe_cascade(grid, probe)
+        fill, seeds = self._probe_cascade(grid, probe)
         np.copyto(grid.values, fill, where=~grid.known)
         del fill
-        self._track(grid, self._region_cells(grid))
+        self._track(grid, _region_cells(grid, seeds))
         values = grid.values.reshape((grid.size,) * 3)
         return VolumeResult(values=values, bounds=bounds, resolution=resolution, num_queries=grid.num_queries)
 
     # ------------------------------------------------------------------ stage 1: probe cascade
 
-    def _probe_cascade(self, grid: _Grid, probe: int) -> np.ndarray:
+    def _probe_cascade(self, grid: _Grid, probe: int) -> tuple[np.ndarray, np.ndarray]:
         """Probe cell centres from ``probe`` cells per side down to R / 2; query the points of the last active cells.
 
         Returns fill values for the whole grid (each point: the centre value of the finest probe cell that owns
-        it, cells owning their lowest corner) and leaves the region's points queried in ``grid``;
-        ``self._active`` keeps the last level's active cells as (n, 3) cell coordinates.
+        it, cells owning their lowest corner) and the seed cells of the last level as (n, 3) cell coordinates,
+        whose points it leaves queried in ``grid``.
 
         Why the fill has the right sign: a point's owner at some level is either ruled out (its closed cell holds
         no zero, so the point has the centre's sign) or active, and then the owner one level down is a child of
@@ -189,8 +188,7 @@ class SurfaceTrackingDecoder:
             level *= 2
             cells = (cells[:, None, :] * 2 + _CORNERS[None, :, :]).reshape(-1, 3)  # the children of active cells
             cell_fill = _repeat2(cell_fill)
-        # Stage 2: every point of the active cells of the last level (R / 2), 2 x 2 x 2 grid cells each.
-        self._active = cells
+        # Stage 2: every point of the seed cells of the last level (R / 2), 2 x 2 x 2 grid cells each.
         if cells.size:
             active = np.zeros((resolution // 2,) * 3, dtype=bool)
             active[cells[:, 0], cells[:, 1], cells[:, 2]] = True
@@ -198,16 +196,9 @@ class SurfaceTrackingDecoder:
             del active
         # Cells of R / 2 -> points of R: each cell owns its 2 x 2 x 2 lowest points, the far faces copy the last.
         owner = np.minimum(np.arange(grid.size) // 2, resolution // 2 - 1)  # owning cell of each point, per axis
-        return cell_fill.take(owner, axis=0).take(owner, axis=1).take(owner, axis=2).reshape(-1)
+        return cell_fill.take(owner, axis=0).take(owner, axis=1).take(owner, axis=2).reshape(-1), cells
 
     # ------------------------------------------------------------------ stage 3: tracking
-
-    def _region_cells(self, grid: _Grid) -> np.ndarray:
-        """The grid cells inside the last probe level's active cells (8 each), as cell ids."""
-        cells = self._active
-        if not cells.size:
-            return np.empty(0, dtype=np.int64)
-        return grid.flat((cells[:, None, :] * 2 + _CORNERS[None, :, :]).reshape(-1, 3))
 
     def _track(self, grid: _Grid, frontier: np.ndarray) -> None:
         """Follow the surface from ``frontier`` cells until every crossing cell has eight queried corners."""
@@ -259,4 +250,4 @@ class SurfaceTrackingDecoder:
                 changes &= ijk[:, axis] < resolution - 1
             step = grid.strides[axis] if side else -grid.strides[axis]
             found.append(cells[changes] + step)
-        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+        return np.concatenate(found)

@@ -306,14 +306,17 @@ class HierarchicalVolumeDecoder:
         return VolumeResult(values=values, bounds=bounds, resolution=resolution, num_queries=num_queries)
 
 
-def _num_doublings(coarse_resolution: int, resolution: int) -> int:
-    """k such that ``resolution == coarse_resolution * 2**k``; a clear ValueError when there is none."""
+def _num_doublings(
+    coarse_resolution: int, resolution: int, minimum: int = 0, name: str = "coarse_resolution",
+    method: str = "hierarchical decoding",
+) -> int:
+    """k >= ``minimum`` such that ``resolution == coarse_resolution * 2**k``; a ValueError naming the decoder's
+    parameter (``name``) when there is none."""
     ratio, remainder = divmod(resolution, coarse_resolution)
-    if remainder or ratio < 1 or ratio & (ratio - 1):
-        valid = [coarse_resolution * 2**k for k in range(4)]
+    if remainder or ratio < 2**minimum or ratio & (ratio - 1):
+        valid = [coarse_resolution * 2**k for k in range(minimum, minimum + 4)]
         raise ValueError(
-            f"hierarchical decoding needs resolution = coarse_resolution * 2**k; got resolution={resolution} with "
-            f"coarse_resolution={coarse_resolution}. Use one of {valid}, ..., change coarse_resolution, or use "
-            f'method="dense".'
+            f"{method} needs resolution = {name} * 2**k with k >= {minimum}; got resolution={resolution} with "
+            f"{name}={coarse_resolution}. Use one of {valid}, ..., change {name}, or use method=\"dense\"."
         )
     return ratio.bit_length() - 1
