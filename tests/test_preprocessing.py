@@ -72,10 +72,10 @@ def test_noisy_plain_background_and_holes():
     assert result.method == "uniform-background"
 
 
-def test_cluttered_background_without_model_is_a_clear_error():
+def test_forcing_the_plain_method_on_a_cluttered_background_is_a_clear_error():
     rng = np.random.default_rng(0)
-    with pytest.raises(ImageError, match="not plain"):
-        preprocess_image(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    with pytest.raises(ImageError, match="not plain.*grabcut"):
+        preprocess_image(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)), background="uniform")
 
 
 def test_blank_image_has_no_foreground():
@@ -88,6 +88,7 @@ def test_blank_image_has_no_foreground():
 def test_forcing_rembg_without_a_model_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.delenv("TRIPOSG_REMBG_MODEL", raising=False)
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))  # an empty rembg model folder
+    monkeypatch.setenv("TRIPOSG_OFFLINE", "1")
     with pytest.raises(ImageError, match="TRIPOSG_REMBG_MODEL"):
         preprocess_image(Image.new("RGB", (32, 32)), background="rembg")
 
@@ -253,7 +254,7 @@ def test_rembg_runs_from_a_local_model_file_with_one_cached_session(tmp_path, mo
     import sys
     import types
 
-    from triposg.preprocessing import background
+    from triposg.preprocessing import segmentation
 
     sessions = []
 
@@ -266,14 +267,14 @@ def test_rembg_runs_from_a_local_model_file_with_one_cached_session(tmp_path, mo
         return Image.fromarray((disc() * 255).astype(np.uint8), "L")
 
     monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=new_session, remove=remove))
-    background._rembg_session.cache_clear()
+    segmentation._rembg_session.cache_clear()
     model = tmp_path / "u2net.onnx"
     model.write_bytes(b"onnx")
     monkeypatch.setenv("TRIPOSG_REMBG_MODEL", str(model))
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8))
     first = preprocess_image(photo)
     second = preprocess_image(photo, background="rembg")
-    background._rembg_session.cache_clear()
+    segmentation._rembg_session.cache_clear()
     assert first.method == second.method == "rembg"
     assert first.bbox == (20, 40, 81, 101)
     assert sessions == [("u2net_custom", {"model_path": str(model)})]  # created once, from the local file

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ..offline import offline_requested
+
 GENERATION_CONFIG_NAME = "generation_config.json"
 
 
@@ -39,8 +41,7 @@ class GenerationDefaults:
         try:
             from huggingface_hub import hf_hub_download
 
-            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-            path = hf_hub_download(str(source), GENERATION_CONFIG_NAME, local_files_only=offline)
+            path = hf_hub_download(str(source), GENERATION_CONFIG_NAME, local_files_only=offline_requested())
         except Exception:  # noqa: BLE001 - no such file, no network, no cache: the model keeps the defaults
             return cls()
         return cls.from_folder(Path(path).parent)

@@ -1,5 +1,5 @@
-"""Foreground masks: from a usable alpha channel, from rembg with a local model file, or from a plain
-uniform background (built in, no model needed).
+"""Foreground masks from a usable alpha channel or a plain uniform background (built in, no model needed),
+and the cleaning every mask method shares (segmentation networks: `segmentation`; photos: `grabcut`).
 
 Every mask function returns a float alpha in [0, 1] of shape (H, W). As in the release, the foreground is
 then cleaned the same way whatever found it: threshold, drop small blobs, keep the largest component
@@ -8,20 +8,13 @@ then cleaned the same way whatever found it: threshold, drop small blobs, keep t
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 
 from .image_io import ImageError
-
-REMBG_MODEL_ENV = "TRIPOSG_REMBG_MODEL"
-REMBG_DEFAULT_MODEL_FILE = "u2net.onnx"  # rembg's default model, as named in its U2NET_HOME folder
 
 # Components smaller than this share of the largest are specks (dust, shadows, compression noise) when
 # the mask was estimated; a given alpha channel is trusted more, so only much smaller parts are dropped.
@@ -29,6 +22,8 @@ MIN_COMPONENT_FRACTION = 0.1
 MIN_ALPHA_COMPONENT_FRACTION = 0.01
 # Blobs below this share of the image are removed before components are compared.
 MIN_BLOB_FRACTION = 1e-4
+# A background is plain when at least this share of the image's border band has one colour.
+MIN_PLAIN_BORDER = 0.8
 
 
 def has_usable_alpha(image: PIL.Image.Image, min_share: float = 0.001) -> bool:
@@ -54,7 +49,7 @@ def keep_main_components(
     return ndimage.binary_fill_holes(kept) if fill_holes else kept
 
 
-def _restrict_to(alpha: np.ndarray, kept: np.ndarray, ring: int = 2) -> np.ndarray:
+def restrict_to(alpha: np.ndarray, kept: np.ndarray, ring: int = 2) -> np.ndarray:
     """Zero `alpha` away from the kept components; a `ring`-pixel band keeps their soft edges."""
     return alpha * ndimage.binary_dilation(kept, iterations=ring)
 
@@ -69,15 +64,17 @@ def alpha_mask(image: PIL.Image.Image) -> np.ndarray:
         raise ImageError("the image has no alpha channel; use background='auto' or 'uniform'")
     alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
     kept = keep_main_components(alpha >= 0.5, min_fraction=MIN_ALPHA_COMPONENT_FRACTION, fill_holes=False)
-    return _restrict_to(alpha, kept).astype(np.float32)
+    return restrict_to(alpha, kept).astype(np.float32)
 
 
 @dataclass
 class UniformBackground:
-    """Result of `uniform_background_mask`: `alpha` (H, W) in [0, 1] and the estimated `color` (3,) RGB."""
+    """Result of `uniform_background_mask`: `alpha` (H, W) in [0, 1], the estimated `color` (3,) RGB and the
+    share of the border band close to it (how plain the background is)."""
 
     alpha: np.ndarray
     color: np.ndarray
+    plain_border_share: float = 1.0
 
 
 def uniform_background_mask(
@@ -91,7 +88,8 @@ def uniform_background_mask(
     opaque). On a thin band around the silhouette alpha is each pixel's share of the nearest inner object
     colour (its projection on the background → object colour line), so anti-aliased edges stay soft.
 
-    Raises `ImageError` when `check_plain` and under 80% of the border is close to the background colour.
+    Raises `ImageError` when `check_plain` and under `MIN_PLAIN_BORDER` of the border is close to the
+    background colour (`plain_border_share` says how much is).
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     h, w, _ = rgb.shape
@@ -102,10 +100,11 @@ def uniform_background_mask(
     ])
     color = np.median(border, axis=0)
     border_distance = np.linalg.norm(border - color, axis=-1)
-    if check_plain and (border_distance < 2 * min_threshold).mean() < 0.8:
+    plain_share = float((border_distance < 2 * min_threshold).mean())
+    if check_plain and plain_share < MIN_PLAIN_BORDER:
         raise ImageError(
-            "the background is not plain, so it cannot be removed without a segmentation model: use an image "
-            f"with an alpha channel, a uniform background, or set {REMBG_MODEL_ENV} to a local rembg model file"
+            f"the background is not plain (only {plain_share:.0%} of the border has one colour): use "
+            "background='auto' or 'grabcut' for a photo, or 'rembg' with a segmentation model"
         )
     distance = np.linalg.norm(rgb - color, axis=-1)
     # Noise measured on the background-like part of the border only (the object may touch the border).
@@ -131,7 +130,7 @@ def uniform_background_mask(
         alpha[ys, xs] = np.clip((offset * span).sum(axis=-1) / span_sq, 0.0, 1.0)
     else:  # an object thinner than the band: no pure colour to compare with
         alpha[edge] = np.clip(distance[edge] / (2.0 * threshold), 0.0, 1.0)
-    return UniformBackground(alpha=alpha.astype(np.float32), color=color)
+    return UniformBackground(alpha=alpha.astype(np.float32), color=color, plain_border_share=plain_share)
 
 
 def unmix_background(rgb: np.ndarray, alpha: np.ndarray, background_color: np.ndarray) -> np.ndarray:
@@ -143,57 +142,3 @@ def unmix_background(rgb: np.ndarray, alpha: np.ndarray, background_color: np.nd
     a = alpha[..., None].astype(np.float32)
     unmixed = (rgb.astype(np.float32) - (1.0 - a) * background_color) / np.maximum(a, 1e-3)
     return np.where(a > 1e-3, np.clip(unmixed, 0.0, 255.0), rgb)
-
-
-def find_rembg_model(model_path: str | os.PathLike | None = None) -> Path | None:
-    """A local rembg (U²-Net-style ONNX) model file, or None when there is none or rembg is not installed.
-
-    Looks at, in order: `model_path`, `$TRIPOSG_REMBG_MODEL`, `$U2NET_HOME/u2net.onnx` (rembg's own
-    folder, `~/.u2net` by default). Never downloads. An explicit `model_path` that is not a file raises
-    `ImageError` (a typo should not silently fall back to another method).
-    """
-    if model_path is not None and not Path(model_path).expanduser().is_file():
-        raise ImageError(f"rembg model file not found: {model_path}; pass the path of a local .onnx file")
-    u2net_home = Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser()
-    candidates = [model_path, os.environ.get(REMBG_MODEL_ENV), u2net_home / REMBG_DEFAULT_MODEL_FILE]
-    for candidate in candidates:
-        if candidate and Path(candidate).expanduser().is_file():
-            try:
-                import rembg  # noqa: F401
-            except ImportError:
-                return None
-            return Path(candidate).expanduser()
-    return None
-
-
-@functools.lru_cache(maxsize=2)
-def _rembg_session(model_path: str):
-    """One rembg session per model file (loading the ONNX model takes seconds)."""
-    from rembg import new_session
-
-    # "u2net_custom" loads exactly this file; the named sessions would fetch their model if the hash differs.
-    return new_session("u2net_custom", model_path=model_path)
-
-
-def rembg_mask(image: PIL.Image.Image, model_path: str | os.PathLike) -> np.ndarray:
-    """(H, W) alpha from rembg with a local model; thresholded (Otsu) and cleaned as in the release.
-
-    Inside the cleaned foreground alpha is 1; on its two-pixel edge band it is rembg's soft matte.
-    """
-    try:
-        from rembg import remove
-
-        matte = remove(image.convert("RGB"), session=_rembg_session(str(model_path)), only_mask=True)
-    except ImportError as error:
-        raise ImageError(f"background='rembg' needs the rembg package ({error}); pip install rembg") from error
-    except Exception as error:  # onnxruntime raises its own types for bad model files
-        raise ImageError(
-            f"rembg failed with model {model_path} ({type(error).__name__}: {error}); check that the file is "
-            "a U²-Net-style ONNX model such as u2net.onnx"
-        ) from error
-    soft = np.asarray(matte.convert("L"), dtype=np.float32) / 255.0
-    if soft.max() - soft.min() < 1e-3:
-        return np.zeros_like(soft)
-    hard = keep_main_components(soft > threshold_otsu(soft))
-    interior = ndimage.binary_erosion(hard, iterations=1, border_value=1)
-    return np.where(interior, 1.0, _restrict_to(soft, hard)).astype(np.float32)
