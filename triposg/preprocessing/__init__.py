@@ -5,7 +5,8 @@ Background methods, in the order `background="auto"` tries them (no photo is ref
 2. "rembg": a segmentation network (rembg's U²-Net) from a local model file or rembg's cache, or downloaded
    into that cache when the user has not asked for offline (`segmentation`);
 3. "uniform": built-in segmentation of a plain background, when the border is plain (exact there, with
-   soft edges unmixed from the old background colour);
+   soft edges unmixed from the old background colour); on a nearly plain border only when its cut
+   separates colours at least as well as GrabCut's (a low-contrast texture looks nearly plain);
 4. "grabcut": the offline cut-out for photos on any background (`grabcut`).
 "none" keeps the image as it is (the whole image is the object). Hints (a box, keep / remove strokes) refine
 whichever cut-out was made with GrabCut. Every method's mask is cleaned the same way (threshold, small blobs
@@ -29,7 +30,7 @@ from .background import (
     unmix_background,
 )
 from .crop import crop_and_pad, foreground_bbox, square_side
-from .grabcut import CutoutHints, grabcut_cutout
+from .grabcut import CutoutHints, colour_separation, grabcut_cutout
 from .image_io import MAX_SIDE, ImageError, ImageFileInfo, load_image, read_image_info
 from .segmentation import REMBG_MODEL_ENV, download_rembg_model, find_rembg_model, rembg_mask
 
@@ -39,6 +40,9 @@ MIN_SIDE = 8
 # Under this confidence a cut-out is flagged for the user to check (GrabCut's colour separation at this
 # level still gave IoU ≥ 0.8 with the truth on the cut-out test set, `evaluation.cutout`).
 LOW_CONFIDENCE = 0.75
+# Above this share of one-colour border the plain-background method is taken without comparing (studio shots
+# and renders: 1.0); between `MIN_PLAIN_BORDER` and this, it must separate colours at least as well as GrabCut.
+CLEARLY_PLAIN_BORDER = 0.97
 
 
 @dataclass
@@ -109,11 +113,22 @@ def _find_foreground(loaded: PIL.Image.Image, background: str, rembg_model_path,
             return _Foreground(alpha, rgb, "rembg", confidence, notes)
     if background in ("auto", "uniform"):
         plain = uniform_background_mask(loaded, check_plain=background == "uniform")
-        if plain.plain_border_share >= MIN_PLAIN_BORDER:
-            # Edge pixels are a mix with the old background: give its share to white instead.
-            return _Foreground(plain.alpha, unmix_background(rgb, plain.alpha, plain.color),
-                               "uniform-background", plain.plain_border_share, notes)
-        notes.append(f"the background is not plain ({plain.plain_border_share:.0%} of the border has one colour)")
+        share = plain.plain_border_share
+        # Edge pixels are a mix with the old background: give their share to white instead.
+        uniform = _Foreground(plain.alpha, unmix_background(rgb, plain.alpha, plain.color), "uniform-background",
+                              share, notes)
+        if background == "uniform" or share >= CLEARLY_PLAIN_BORDER:
+            return uniform
+        if share >= MIN_PLAIN_BORDER:
+            # Nearly plain (a low-contrast texture, or an object touching the edge): the cut whose colours
+            # separate better wins.
+            cut = grabcut_cutout(rgb)
+            if colour_separation(rgb, plain.alpha >= 0.5) >= colour_separation(rgb, cut.alpha >= 0.5):
+                return uniform
+            notes.append(f"the background is nearly plain ({share:.0%} of the border has one colour) but "
+                         "the photo cut-out separates it better")
+            return _Foreground(cut.alpha, rgb, "grabcut", cut.confidence, notes)
+        notes.append(f"the background is not plain ({share:.0%} of the border has one colour)")
     cut = grabcut_cutout(rgb)
     return _Foreground(cut.alpha, rgb, "grabcut", cut.confidence, notes)
 
