@@ -80,7 +80,9 @@ from triposg.geometry import SUPPORTED_FORMATS, export_mesh
 from triposg.loading import GenerationDefaults, load_pipeline
 from triposg.pipelines import PreviewEvent, TripoSGPipeline, TripoSGPipelineOutput
 from triposg.preprocessing import (
+    LOW_CONFIDENCE,
     MAX_SIDE,
+    CutoutHints,
     ImageError,
     ImageFileInfo,
     PreprocessResult,
@@ -102,7 +104,21 @@ PREVIEW_RESOLUTION = 32  # coarse on purpose: a preview (~0.1 s) should cost les
 MAX_STEPS = 200  # API callers can ask for anything; beyond this a request only blocks the queue
 MAX_TOKENS = 4096  # twice the release's 2048; larger sets only cost time and memory
 SESSION_MAX_AGE_S = 24 * 3600  # API clients never fire "unload": their folders are swept after a day
-GPU_DURATION_S = 120  # ZeroGPU time slice requested per generation
+GPU_DURATION_S = 120  # ZeroGPU time slice for the default settings; `gpu_duration` scales it per request
+MAX_GPU_DURATION_S = 300
+MODEL_ENV = "TRIPOSG_MODEL"  # the model a hosted Space runs, as --model (folder or hub id)
+DEVICE_ENV = "TRIPOSG_DEVICE"
+CACHE_EXAMPLES_ENV = "TRIPOSG_CACHE_EXAMPLES"  # 1: examples are generated once, on first click, and cached
+# (label, preprocess_image background) for the Generate tab's background-removal choice.
+BACKGROUND_CHOICES = [
+    ("auto: alpha → segmentation model → plain background → photo cut-out", "auto"),
+    ("photo cut-out (GrabCut, offline)", "grabcut"),
+    ("segmentation model (rembg)", "rembg"),
+    ("plain background", "uniform"),
+    ("the image's alpha channel", "alpha"),
+    ("keep the image as it is", "none"),
+]
+KEEP_COLOR, REMOVE_COLOR = "#00c040", "#ff2020"  # the correction brushes: object / background
 
 
 class GenerationCancelled(Exception):
@@ -208,6 +224,37 @@ def parse_settings(seed, randomize_seed, steps, guidance_scale, num_tokens, octr
     )
 
 
+def strokes_to_hints(value: dict | None, size: tuple[int, int]) -> CutoutHints | None:
+    """The correction editor's painted layers → keep / remove masks in the loaded image's frame (`size` =
+    (width, height)); None when nothing is painted. Green-dominant paint keeps, red-dominant removes."""
+    layers = (value or {}).get("layers") or []
+    keep = np.zeros(size[::-1], dtype=bool)
+    remove = np.zeros(size[::-1], dtype=bool)
+    for layer in layers:
+        if layer is None:
+            continue
+        rgba = np.asarray(layer)
+        if rgba.ndim != 3 or rgba.shape[2] != 4:
+            continue
+        if rgba.shape[:2] != keep.shape:  # a canvas of another size: map it onto the image
+            rgba = np.asarray(PIL.Image.fromarray(rgba).resize(size, PIL.Image.Resampling.NEAREST))
+        painted = rgba[..., 3] > 0
+        red, green = rgba[..., 0].astype(int), rgba[..., 1].astype(int)
+        keep |= painted & (green > red)
+        remove |= painted & (red > green)
+    if not keep.any() and not remove.any():
+        return None
+    return CutoutHints(keep=keep, remove=remove & ~keep)
+
+
+def describe_cutout(prepared: PreprocessResult) -> str:
+    """One Markdown line on the cut-out: method, confidence, and the chain's notes."""
+    line = f"background: {prepared.method} · confidence {prepared.confidence:.2f}"
+    if prepared.confidence < LOW_CONFIDENCE:
+        line += " (uncertain: check the preprocessed image; correct it with strokes)"
+    return line + "".join(f"\n\n- {note}" for note in prepared.notes)
+
+
 def open_input_image(path: str | None) -> tuple[PIL.Image.Image, ImageFileInfo]:
     """Validate an uploaded file and decode it; `gr.Error` for anything unusable, `gr.Warning` for an
     animation (its first frame is used) and `gr.Info` for a downscaled or converted image."""
@@ -280,8 +327,8 @@ def format_stats(mesh: trimesh.Trimesh, timings: dict[str, float], info: ImageFi
     lines = [
         f"**Mesh** {len(mesh.vertices):,} vertices · {len(mesh.faces):,} faces · watertight: {watertight} · {faces}",
         f"**Time** {stages} · total {sum(timings.values()):.2f} s",
-        f"**Input** {info.format} {info.size[0]}×{info.size[1]} {info.mode} · background: {prepared.method} · "
-        + f"foreground ratio {prepared.foreground_ratio:.2f}",
+        f"**Input** {info.format} {info.size[0]}×{info.size[1]} {info.mode} · foreground ratio "
+        + f"{prepared.foreground_ratio:.2f} · {describe_cutout(prepared)}",
         f"**Settings** seed {settings.seed} · {settings.num_inference_steps} steps · guidance "
         + f"{settings.guidance_scale:g} · {settings.num_tokens} tokens · resolution {settings.octree_resolution}",
     ]
@@ -295,21 +342,56 @@ class GenerateHandlers:
         self.pipe = pipe
         self.sessions = sessions
 
+    @staticmethod
+    def prepare(image: str | None, background: str, strokes: dict | None,
+                foreground_ratio: float) -> tuple[PreprocessResult, ImageFileInfo]:
+        """Open the upload and cut the object out with the chosen method and the user's strokes."""
+        choices = [value for _, value in BACKGROUND_CHOICES]
+        if background not in choices:
+            raise gr.Error(f"background must be one of {', '.join(choices)}, got {background!r}")
+        loaded, info = open_input_image(image)
+        try:
+            hints = strokes_to_hints(strokes, loaded.size)
+            return preprocess_image(loaded, foreground_ratio=foreground_ratio, background=background,
+                                    hints=hints), info
+        except ImageError as error:
+            raise gr.Error(f"This image cannot be used: {error}", print_exception=False) from None
+
+    def cutout(self, image: str | None, background: str, strokes: dict | None, foreground_ratio: float):
+        """Only the cut-out, to check (and correct) it before generating: (preprocessed image, status)."""
+        try:
+            ratio = float(foreground_ratio)
+        except (TypeError, ValueError):
+            raise gr.Error(f"foreground ratio must be a number, got {foreground_ratio!r}") from None
+        prepared, info = self.prepare(image, background, strokes, ratio)
+        x0, y0, x1, y1 = prepared.bbox
+        status = (f"**Cut-out** {info.format} {info.size[0]}×{info.size[1]} · object in x {x0}–{x1}, y {y0}–{y1} · "
+                  + describe_cutout(prepared))
+        return prepared.image, status
+
+    @staticmethod
+    def editable(image: str | None):
+        """The correction editor's value for a new upload: the loaded image to paint on, no strokes yet."""
+        if image is None:
+            return None
+        try:
+            loaded = load_image(image)
+        except ImageError:
+            return None  # Generate / Cut out name the problem
+        return {"background": np.asarray(loaded.convert("RGB")), "layers": [], "composite": None}
+
     def generate(self, image: str | None, seed: float, randomize_seed: bool, steps: float, guidance_scale: float,
                  num_tokens: float, octree_resolution: float, foreground_ratio: float, simplify: bool,
-                 target_faces: float, file_format: str, request: gr.Request):
+                 target_faces: float, file_format: str, background: str = "auto", strokes: dict | None = None,
+                 request: gr.Request = None):
         """Stream (mesh file, viewer, preprocessed image, status, seed, GLB path) while generating."""
         start = time.perf_counter()
         settings = parse_settings(seed, randomize_seed, steps, guidance_scale, num_tokens, octree_resolution,
                                   foreground_ratio, simplify, target_faces)
         if file_format not in SUPPORTED_FORMATS:
             raise gr.Error(f"file format must be one of {', '.join(SUPPORTED_FORMATS)}, got {file_format!r}")
-        loaded, info = open_input_image(image)
         # 1. Preprocess here rather than in the pipeline, so the result shows before sampling starts
-        try:
-            prepared = preprocess_image(loaded, foreground_ratio=settings.foreground_ratio)
-        except ImageError as error:
-            raise gr.Error(f"This image cannot be used: {error}", print_exception=False) from None
+        prepared, info = self.prepare(image, background, strokes, settings.foreground_ratio)
         timings = {"preprocess": time.perf_counter() - start}
         processed = gr.update(value=prepared.image, label=f"Preprocessed · {prepared.method}")
         folder = self.sessions.ensure(request)  # API clients never fire "load"
@@ -353,6 +435,14 @@ class GenerateHandlers:
         stats = format_stats(mesh, timings, info, prepared, settings)
         yield str(download), str(glb), prepared.image, stats, settings.seed, str(glb)
 
+    def generate_example(self, image: str, request: gr.Request = None):
+        """An example's final result with the tab's defaults (what the lazy example cache stores)."""
+        *_, last = self.generate(image, **self.example_settings, request=request)
+        download, viewer, processed, status, *_ = last
+        return download, viewer, processed, status
+
+    example_settings: dict[str, Any] = {}  # set by build_generate_tab from the model's defaults
+
     def convert(self, glb_path: str | None, file_format: str, request: gr.Request):
         """Re-export the last generated mesh in another format (no new generation)."""
         if not glb_path or not Path(glb_path).is_file():
@@ -376,21 +466,51 @@ def raise_as_gradio_error(error: Exception) -> None:
     raise gr.Error(f"Generation failed ({type(error).__name__}: {error}). Try fewer tokens or a lower resolution.")
 
 
-def on_gpu(fn: Callable) -> Callable:
-    """`spaces.GPU(fn)` on Hugging Face ZeroGPU Spaces (the `spaces` package is installed), else `fn`."""
-    return spaces.GPU(duration=GPU_DURATION_S)(fn) if spaces is not None else fn
+def gpu_duration(image=None, seed=None, randomize_seed=None, steps=50, guidance_scale=7.0, num_tokens=2048,
+                 octree_resolution=256, *_, **__) -> int:
+    """ZeroGPU seconds to ask for one generation with these settings (the handler's own arguments): a fixed
+    part (loading, the image encoder, export) plus sampling, which grows with steps × tokens (twice with
+    guidance), plus extraction, which grows with the resolution's cube. `GPU_DURATION_S` at the release's
+    defaults (50 steps, 2048 tokens, 256³), at most `MAX_GPU_DURATION_S`."""
+    try:
+        steps, tokens, resolution = float(steps), float(num_tokens), float(octree_resolution)
+        guided = float(guidance_scale) > 1.0
+    except (TypeError, ValueError):
+        return GPU_DURATION_S  # the handler names the bad value
+    sampling = 40.0 * (steps / 50.0) * (tokens / 2048.0) * (1.0 if guided else 0.5)
+    extraction = 40.0 * (resolution / 256.0) ** 3
+    return int(min(MAX_GPU_DURATION_S, max(30.0, 40.0 + sampling + extraction)))
 
 
-def build_generate_tab(handlers: GenerateHandlers, defaults: GenerationDefaults) -> None:
-    """The Generate tab: upload or pick an image, set sampling and extraction, stream the result."""
+def on_gpu(fn: Callable, duration: Callable | int = gpu_duration) -> Callable:
+    """`spaces.GPU(fn)` on Hugging Face ZeroGPU Spaces (the `spaces` package is installed), else `fn`;
+    `duration` may be a function of `fn`'s arguments (ZeroGPU calls it per request)."""
+    return spaces.GPU(duration=duration)(fn) if spaces is not None else fn
+
+
+def build_generate_tab(handlers: GenerateHandlers, defaults: GenerationDefaults, cache_examples: bool = False) -> None:
+    """The Generate tab: upload or pick an image, check and correct the cut-out, set sampling and extraction,
+    stream the result. `cache_examples`: each example is generated once, when first clicked, and cached."""
     with gr.Row():
         with gr.Column(scale=1):
             image = pass_raw_file(gr.Image(label="Input image", type="filepath", image_mode=None,
                                            sources=["upload", "clipboard"], elem_id="input-image"))
-            button = gr.Button("Generate", variant="primary", elem_id="generate")
-            examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
-            if examples:
-                gr.Examples([[str(path)] for path in examples], inputs=[image], label="Examples", examples_per_page=16)
+            with gr.Row():
+                button = gr.Button("Generate", variant="primary", elem_id="generate", scale=2)
+                cutout_button = gr.Button("Cut out only", elem_id="cutout", scale=1)
+            background = gr.Dropdown(BACKGROUND_CHOICES, value="auto", label="Background removal",
+                                     elem_id="background")
+            with gr.Accordion("Correct the cut-out", open=False, elem_id="correct"):
+                gr.Markdown("Paint **green** over parts of the object the cut-out missed and **red** over "
+                            "background it kept, then press *Cut out only* (or *Generate*).")
+                strokes = gr.ImageEditor(
+                    # An empty value (not None), so API callers may leave the strokes out.
+                    value={"background": None, "layers": [], "composite": None},
+                    label="Keep / remove strokes", type="numpy", image_mode="RGBA", sources=(), transforms=(),
+                    layers=False, format="png", elem_id="strokes", height=360,
+                    brush=gr.Brush(colors=[KEEP_COLOR, REMOVE_COLOR], default_color=KEEP_COLOR, color_mode="fixed"),
+                    eraser=gr.Eraser(),
+                )
             foreground_ratio = gr.Slider(0.5, 1.0, value=DEFAULT_FOREGROUND_RATIO, step=0.01, label="Foreground ratio",
                                          info="share of the square the object's long side fills")
             with gr.Row():
@@ -417,14 +537,28 @@ def build_generate_tab(handlers: GenerateHandlers, defaults: GenerationDefaults)
                     file_format = gr.Dropdown(list(SUPPORTED_FORMATS), value="glb", label="Download format")
                     download = gr.File(label="Download", interactive=False, elem_id="download")
     last_glb = gr.State(None)  # a file path, never tensors: UI state stays small
+    examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
+    if examples:
+        handlers.example_settings = {
+            "seed": defaults.seed, "randomize_seed": False, "steps": defaults.num_inference_steps,
+            "guidance_scale": defaults.guidance_scale, "num_tokens": defaults.num_tokens,
+            "octree_resolution": defaults.octree_resolution, "foreground_ratio": DEFAULT_FOREGROUND_RATIO,
+            "simplify": False, "target_faces": DEFAULT_TARGET_FACES, "file_format": "glb"}
+        cached = {"fn": on_gpu(handlers.generate_example, GPU_DURATION_S), "outputs": [download, viewer, processed, status],
+                  "cache_examples": True, "cache_mode": "lazy"} if cache_examples else {}
+        gr.Examples([[str(path)] for path in examples], inputs=[image], label="Examples", examples_per_page=16,
+                    **cached)
 
     button.click(
         on_gpu(handlers.generate),
         [image, seed, randomize_seed, steps, guidance_scale, num_tokens, octree_resolution, foreground_ratio,
-         simplify, target_faces, file_format],
+         simplify, target_faces, file_format, background, strokes],
         [download, viewer, processed, status, seed, last_glb],
         api_name="generate",
     )
+    cutout_button.click(handlers.cutout, [image, background, strokes, foreground_ratio], [processed, status],
+                        api_name="cutout")
+    image.change(handlers.editable, [image], [strokes], api_visibility="private")
     file_format.change(handlers.convert, [last_glb, file_format], [download], api_visibility="private")
 
 
@@ -750,7 +884,8 @@ def build_arena_tab(handlers: AblationHandlers, defaults: GenerationDefaults) ->
 
 
 def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_root: str | os.PathLike | None = None,
-               results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, model: str | None = None) -> gr.Blocks:
+               results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, model: str | None = None,
+               cache_examples: bool = False) -> gr.Blocks:
     """The Blocks app for `pipe`; `defaults` are the model's sampling settings; per-session files go under
     `sessions_root` (default: a `triposg-sessions` folder in the system temp folder); measured ablation CSVs
     are read from `results_dir`. `model` names where `pipe` came from (a folder, hub id or "default"), so the
@@ -763,10 +898,11 @@ def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_roo
     ablations = AblationHandlers(pipelines, sessions, Path(results_dir))
     # Gradio keeps its own copies of served files; drop those a day old, checked hourly.
     with gr.Blocks(title="TripoSG", delete_cache=(3600, SESSION_MAX_AGE_S)) as demo:
-        gr.Markdown("# TripoSG — image to 3D\nUpload one object on a plain or transparent background.")
+        gr.Markdown("# TripoSG — image to 3D\nUpload a photo or render of one object; check its cut-out "
+                    "(*Cut out only*) and correct it with strokes when the background fooled it.")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                build_generate_tab(handlers, defaults)
+                build_generate_tab(handlers, defaults, cache_examples)
             with gr.Tab("Ablations", id="ablations"):
                 build_ablations_tab(ablations, defaults)
             with gr.Tab("Normal-FID", id="normal_fid"):
@@ -780,8 +916,13 @@ def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_roo
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="TripoSG Gradio demo")
-    parser.add_argument("--model", default=None, help="pipeline folder or hub id (default: the embedded model)")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV) or None,
+                        help=f"pipeline folder or hub id (default: ${MODEL_ENV}, else the embedded model)")
+    parser.add_argument("--device", default=os.environ.get(DEVICE_ENV) or None,
+                        help=f"cpu, cuda (default: ${DEVICE_ENV}, else cuda when available)")
+    parser.add_argument("--cache-examples", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get(CACHE_EXAMPLES_ENV, "").lower() in ("1", "true", "yes"),
+                        help=f"generate each example once, on first click, and cache it (default: ${CACHE_EXAMPLES_ENV})")
     # Hugging Face Spaces sets GRADIO_SERVER_NAME/PORT; locally the demo stays on this machine.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
@@ -798,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the demo works offline: no telemetry calls
     pipe, defaults = load_pipeline(args.model, args.device)
-    demo = build_demo(pipe, defaults, model=args.model or DEFAULT_MODEL)
+    demo = build_demo(pipe, defaults, model=args.model or DEFAULT_MODEL, cache_examples=args.cache_examples)
     demo.queue(default_concurrency_limit=args.max_concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 

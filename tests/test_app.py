@@ -134,7 +134,7 @@ def test_no_image_asks_for_one(handlers):
 def test_grayscale_palette_and_cmyk_images_are_converted(handlers, tmp_path, mode, suffix):
     object_on_plain_background(mode=mode).save(tmp_path / f"object.{suffix}")
     *_, stats, _, glb = generate(handlers, tmp_path / f"object.{suffix}")[-1]
-    assert f" {mode} · background: uniform-background" in stats
+    assert f" {mode} · foreground ratio" in stats and "background: uniform-background" in stats
     assert len(trimesh.load(glb, force="mesh").faces) > 0
 
 
@@ -181,7 +181,50 @@ def test_zero_gpu_decorator_only_when_spaces_is_installed(monkeypatch):
     calls = []
     fake_spaces = SimpleNamespace(GPU=lambda duration: lambda fn: calls.append(duration) or fn)
     monkeypatch.setattr(app, "spaces", fake_spaces)
-    assert app.on_gpu(generate)() == "mesh" and calls == [app.GPU_DURATION_S]
+    assert app.on_gpu(generate)() == "mesh" and calls == [app.gpu_duration]
+
+
+def test_zero_gpu_duration_follows_the_requested_settings():
+    release = app.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 256)
+    assert release == app.GPU_DURATION_S
+    assert app.gpu_duration("x.png", 0, False, 100, 7.0, 2048, 256) > release  # more steps
+    assert app.gpu_duration("x.png", 0, False, 50, 1.0, 2048, 256) < release  # no guidance: one pass per step
+    assert app.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 512) == app.MAX_GPU_DURATION_S  # capped
+    assert app.gpu_duration("x.png", 0, False, 20, 3.0, 256, 128) < 60
+    assert app.gpu_duration("x.png", 0, False, "many", 7.0, 2048, 256) == app.GPU_DURATION_S  # handler names it
+
+
+def test_a_space_builds_with_the_decorator_and_lazily_cached_examples(monkeypatch, tmp_path):
+    """What a ZeroGPU Space runs: `spaces.GPU` around generation (a stand-in here), examples cached lazily."""
+    durations = []
+    monkeypatch.setattr(app, "spaces", SimpleNamespace(GPU=lambda duration: lambda fn: durations.append(duration) or fn))
+    ran = []
+    monkeypatch.setattr(app.GenerateHandlers, "generate_example", lambda self, image, request=None: ran.append(image))
+    made = []
+    original = gr.Examples
+
+    def recording(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(gr, "Examples", recording)
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples-cache"))
+    defaults = GenerationDefaults(num_inference_steps=2, guidance_scale=3.0, num_tokens=16, octree_resolution=32)
+    app.build_demo(make_random_pipeline(seed=0), defaults, tmp_path, cache_examples=True)
+    assert app.gpu_duration in durations and app.GPU_DURATION_S in durations  # generate, and the example cache
+    (examples,) = made
+    assert examples.cache_examples == "lazy"
+    assert ran == []  # lazy: nothing is generated before an example is clicked
+    app.build_demo(make_random_pipeline(seed=0), defaults, tmp_path)
+    assert not made[-1].cache_examples  # locally: examples only fill the input
+
+
+def test_the_example_cache_runs_one_generation_with_the_tab_defaults(handlers, tmp_path):
+    handlers.example_settings = {**FAST, "steps": 2}
+    example = app.EXAMPLES_DIR / "cone.png"
+    download, viewer, processed, status = handlers.generate_example(str(example), request=REQUEST)
+    assert Path(download).suffix == ".glb" and download == viewer
+    assert "faces" in status and "background: uniform-background" in status
 
 
 def test_session_folders_are_created_deleted_and_swept(tmp_path):
@@ -199,10 +242,19 @@ def test_session_folders_are_created_deleted_and_swept(tmp_path):
 def test_command_line_defaults_and_spaces_environment(monkeypatch):
     args = app.parse_args([])
     assert (args.host, args.port, args.share, args.max_concurrency, args.model) == ("127.0.0.1", 7860, False, 1, None)
+    assert not args.cache_examples
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     args = app.parse_args(["--max-concurrency", "3", "--model", "VAST-AI/TripoSG"])
     assert (args.host, args.port, args.max_concurrency, args.model) == ("0.0.0.0", 7861, 3, "VAST-AI/TripoSG")
+    # A Space picks the model, device and example caching by variables; a flag still wins.
+    monkeypatch.setenv("TRIPOSG_MODEL", "VAST-AI/TripoSG")
+    monkeypatch.setenv("TRIPOSG_DEVICE", "cuda")
+    monkeypatch.setenv("TRIPOSG_CACHE_EXAMPLES", "1")
+    args = app.parse_args([])
+    assert (args.model, args.device, args.cache_examples) == ("VAST-AI/TripoSG", "cuda", True)
+    assert app.parse_args(["--model", "my-folder", "--no-cache-examples"]).model == "my-folder"
+    assert not app.parse_args(["--no-cache-examples"]).cache_examples
 
 
 def test_spaces_front_matter_pins_the_installed_gradio():
@@ -237,7 +289,22 @@ def test_generate_api_returns_a_mesh(client, tmp_path):
     assert "faces" in stats and "background: alpha" in stats and Path(processed).is_file()
     assert seed == 5
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert list(endpoints) == ["/generate", "/compare", "/normal_fid", "/arena"]  # bookkeeping stays private
+    assert list(endpoints) == ["/generate", "/cutout", "/compare", "/normal_fid", "/arena"]  # bookkeeping private
+
+
+def test_cutout_api_takes_a_photo_and_the_method(client, tmp_path):
+    import skimage.data
+    from gradio_client import handle_file
+
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    processed, status = client.predict(handle_file(str(photo)), background="auto", api_name="/cutout")
+    assert "background: grabcut" in status and "no segmentation model offline" in status
+    assert Image.open(processed).size[0] == Image.open(processed).size[1]
+    _, status = client.predict(handle_file(str(photo)), background="none", api_name="/cutout")
+    assert "background: none" in status
+    with pytest.raises(Exception, match="not plain"):
+        client.predict(handle_file(str(photo)), background="uniform", api_name="/cutout")
 
 
 def test_concurrent_api_requests_match_sequential_ones(client, tmp_path):

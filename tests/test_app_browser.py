@@ -137,3 +137,52 @@ def test_upload_generate_view_and_download_in_chromium(demo, tmp_path):
             time.sleep(0.5)
     mesh = trimesh.load(glb, force="mesh")
     assert glb.suffix == ".glb" and len(mesh.vertices) > 0 and len(mesh.faces) > 0
+
+
+def test_a_photo_is_cut_out_and_corrected_with_strokes_in_chromium(demo, tmp_path):
+    """A real photo is accepted (the offline photo cut-out), and a keep stroke painted in the correction editor
+    reaches the cut-out in the loaded image's own pixel frame."""
+    import skimage.data
+    from playwright.sync_api import sync_playwright
+
+    url, _ = demo
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(photo)  # 600×400
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(headless=True, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url)
+            page.locator("#input-image input[type=file]").set_input_files(str(photo))
+            page.locator('#input-image img[src*="coffee"]').wait_for()
+            page.locator("#cutout").click()
+            page.wait_for_function("() => document.querySelector('#status').innerText.includes('Cut-out')",
+                                   timeout=30_000)
+            status = page.locator("#status").inner_text()
+            assert "background: grabcut ·" in status and "JPEG 600×400" in status, status
+            first_box = status.split("object in ")[1].split(" ·")[0]
+            assert first_box != "x 0–600, y 0–400"  # cropped to the cup and saucer, not the whole photo
+
+            page.locator("#correct").get_by_text("Correct the cut-out").click()
+            canvas = page.locator("#strokes canvas").first
+            canvas.wait_for()
+            box = canvas.bounding_box()
+            # A keep stroke across the canvas's whole width through its centre: wider than the photo shown
+            # in it, so the object must now span the photo's full width.
+            # It starts on the photo (a stroke must begin on the image) and runs to both edges.
+            y, middle = box["y"] + box["height"] / 2, box["x"] + box["width"] / 2
+            page.wait_for_timeout(1000)  # the editor draws its background first
+            page.mouse.move(middle, y)
+            page.mouse.down()
+            for x in [*np.linspace(middle, box["x"] + 2, 20), *np.linspace(box["x"] + 2, box["x"] + box["width"] - 2, 40)]:
+                page.mouse.move(float(x), y)
+            page.mouse.up()
+            page.wait_for_timeout(1000)  # the editor sends its layers on change
+            page.locator("#cutout").click()
+            page.wait_for_function("() => document.querySelector('#status').innerText.includes('+hints')",
+                                   timeout=30_000)
+            status = page.locator("#status").inner_text()
+            assert "background: grabcut+hints" in status and "object in x 0–600" in status, status
+            page.screenshot(path=tmp_path / "cutout.png", full_page=True)
+        finally:
+            browser.close()

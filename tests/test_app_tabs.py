@@ -208,7 +208,7 @@ def test_compare_api_returns_meshes_and_renders(client, tmp_path):
     from gradio_client import handle_file
 
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert list(endpoints) == ["/generate", "/compare", "/normal_fid", "/arena"]
+    assert list(endpoints) == ["/generate", "/cutout", "/compare", "/normal_fid", "/arena"]
     table = variants_table("loaded", "loaded", guidance_scale=1.0)
     result = client.predict(handle_file(str(box_with_alpha(tmp_path / "box.png"))), SEED,
                             {"headers": list(table.columns), "data": table.values.tolist()}, api_name="/compare")

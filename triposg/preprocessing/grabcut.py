@@ -117,11 +117,12 @@ def _centre_weight(height: int, width: int) -> np.ndarray:
     return np.exp(-0.5 * (dx**2 + dy**2))
 
 
-def _seed(lab: np.ndarray, hints: CutoutHints | None, colour_prior: bool = True) -> np.ndarray:
-    """GrabCut's initial labels (GC_BGD / GC_FGD / GC_PR_BGD / GC_PR_FGD) at working resolution; without
-    `colour_prior` only the centre prior (a centred object, the border band background)."""
+def _seed(distinct: np.ndarray, hints: CutoutHints | None, colour_prior: bool = True) -> np.ndarray:
+    """GrabCut's initial labels (GC_BGD / GC_FGD / GC_PR_BGD / GC_PR_FGD) at working resolution from the
+    `_distinctness` map; without `colour_prior` only the centre prior (a centred object, the border band
+    background)."""
     cv2 = _cv2()
-    height, width = lab.shape[:2]
+    height, width = distinct.shape
     border = _border_band(height, width)
     seed = np.full((height, width), cv2.GC_PR_BGD, dtype=np.uint8)
     if hints is not None and hints.initial is not None:
@@ -130,8 +131,8 @@ def _seed(lab: np.ndarray, hints: CutoutHints | None, colour_prior: bool = True)
         seed[(_centre_weight(height, width) > 0.5) & ~border] = cv2.GC_PR_FGD
         seed[border] = cv2.GC_BGD
     else:
-        distinct = _distinctness(lab, border)
-        likely = (distinct * _centre_weight(height, width) > 1.0) & ~border
+        prior = distinct * _centre_weight(height, width)
+        likely = (prior > 1.0) & ~border
         if likely.mean() < 0.01:  # no colour stands out: assume a centred object
             likely = (_centre_weight(height, width) > 0.6) & ~border
         seed[likely] = cv2.GC_PR_FGD
@@ -248,20 +249,24 @@ def grabcut_cutout(rgb: np.ndarray, hints: CutoutHints | None = None) -> Cutout:
         small_hints = CutoutHints(box, shrink(hints.keep), shrink(hints.remove), initial)
     lab = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2LAB)
     bgr = np.ascontiguousarray(small[..., ::-1])
-    hard = _cut(bgr, _seed(lab, small_hints), boxed_pass=small_hints is None or small_hints.box is None)
+    distinct = _distinctness(lab, _border_band(*lab.shape[:2]))
+    hard = _cut(bgr, _seed(distinct, small_hints), boxed_pass=small_hints is None or small_hints.box is None)
     if hard.mean() < MIN_OBJECT_SHARE and (small_hints is None or small_hints.is_empty()):
         # The colour prior found nothing (the object's colours are also the border's): a centred object.
-        hard = _cut(bgr, _seed(lab, None, colour_prior=False), boxed_pass=True)
+        hard = _cut(bgr, _seed(distinct, None, colour_prior=False), boxed_pass=True)
         if hard.mean() < MIN_OBJECT_SHARE:  # still nothing: the centred prior itself, with no confidence
             hard = _centre_weight(*hard.shape) > 0.5
             hard[_border_band(*hard.shape)] = False
             return Cutout(_full_resolution(hard, hints, (width, height)), 0.0)
-    # Small holes are speckle, not background seen through the object (a mug handle's hole is kept).
+    # A hole is background seen through the object (a mug handle's) when its colours are the border's;
+    # small holes and holes of the object's own colours (a cup's contents) are filled.
     holes = ndimage.binary_fill_holes(hard) & ~hard
     hole_labels, count = ndimage.label(holes)
     if count:
-        areas = ndimage.sum(holes, hole_labels, index=np.arange(1, count + 1))
-        hard |= np.isin(hole_labels, np.flatnonzero(areas < 0.002 * hard.size) + 1)
+        index = np.arange(1, count + 1)
+        areas = ndimage.sum(holes, hole_labels, index=index)
+        foreign = ndimage.mean(distinct, hole_labels, index=index)
+        hard |= np.isin(hole_labels, index[(areas < 0.002 * hard.size) | (foreign > 1.0)])
     return Cutout(_full_resolution(hard, hints, (width, height)), colour_separation(small, hard))
 
 
