@@ -363,6 +363,8 @@ class GenerateHandlers:
             ratio = float(foreground_ratio)
         except (TypeError, ValueError):
             raise gr.Error(f"foreground ratio must be a number, got {foreground_ratio!r}") from None
+        if not 0.05 <= ratio <= 1.0:  # the range parse_settings enforces for Generate
+            raise gr.Error(f"foreground ratio must be between 0.05 and 1.0, got {ratio}")
         prepared, info = self.prepare(image, background, strokes, ratio)
         x0, y0, x1, y1 = prepared.bbox
         status = (f"**Cut-out** {info.format} {info.size[0]}×{info.size[1]} · object in x {x0}–{x1}, y {y0}–{y1} · "
