@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
-    settings = dataclasses.asdict(defaults)  # steps, guidance, tokens, resolution, seed: all pipeline arguments
+    settings = {**dataclasses.asdict(defaults), "preprocess": True}  # steps, guidance, tokens, resolution, seed: all pipeline arguments
     print(f"model: {args.model or 'embedded default'}; settings: {settings}; {args.threads} threads")
     pipe(str(images[0]), **settings)  # warm-up: first-call allocations, lazy imports
 

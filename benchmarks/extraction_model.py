@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
-    settings = dataclasses.asdict(defaults)
+    settings = {**dataclasses.asdict(defaults), "preprocess": True}
     resolution = args.resolution or defaults.octree_resolution
     coarse = min(64, resolution // 2)
     print(f"model: {args.model or 'embedded default'}; resolution {resolution}; {args.threads} threads; "

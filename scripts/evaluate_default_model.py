@@ -50,7 +50,7 @@ from evaluation.results import markdown_rows
 from evaluation.shifted import SHIFTS, shifted_test_sets
 from evaluation.vae_recon import run_vae_reconstruction, summarize_by_family, summarize_reconstruction
 from triposg.loading import load_pipeline
-from triposg.pipelines.pipeline_triposg import composite_on_white
+from triposg.preprocessing import composite_on_white
 from triposg.rendering import make_image_grid
 
 

@@ -6,6 +6,10 @@ Each function returns {key: shape}. Tests compare our models' state dicts agains
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 
 def _linear(prefix: str, out_dim: int, in_dim: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
     table = {f"{prefix}.weight": (out_dim, in_dim)}
@@ -99,3 +103,26 @@ def release_vae_layout() -> dict[str, tuple[int, ...]]:
     table.update(_norm("decoder.norm_out", dec))
     table.update(_linear("decoder.proj_out", 1, dec))
     return table
+
+
+def rewrite_as_release_folder(folder: Path) -> None:
+    """Make a saved pipeline folder read like the release's: its `model_index.json` (module names, diffusers
+    0.30.3, DINOv2 only), its scheduler config, and the older VAE class name `Tripo2VAEModel`."""
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "TripoSGPipeline",
+        "_diffusers_version": "0.30.3",
+        "feature_extractor_dinov2": ["transformers", "BitImageProcessor"],
+        "image_encoder_dinov2": ["transformers", "Dinov2Model"],
+        "scheduler": ["triposg.schedulers.scheduling_rectified_flow", "RectifiedFlowScheduler"],
+        "transformer": ["triposg.models.transformers.triposg_transformer", "TripoSGDiTModel"],
+        "vae": ["triposg.models.autoencoders.autoencoder_kl_triposg", "TripoSGVAEModel"],
+    }, indent=2))
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({
+        "_class_name": "RectifiedFlowScheduler", "_diffusers_version": "0.30.3",
+        "num_train_timesteps": 1000, "shift": 1, "use_dynamic_shifting": False,
+    }))
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    vae_config["_class_name"] = "Tripo2VAEModel"
+    (folder / "vae" / "config.json").write_text(json.dumps(vae_config))
+    for optional in ("image_encoder_clip", "feature_extractor_clip"):
+        shutil.rmtree(folder / optional, ignore_errors=True)

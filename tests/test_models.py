@@ -307,9 +307,59 @@ def test_vae_decode_is_negated_network_output():
         tokens = vae.decoder.decode_tokens(vae.post_quant(latents))
         raw = vae.decoder.query(tokens, vae.embedder(xyz))
         chunked = vae.decode(latents, xyz, chunk_size=7).sample
+        torch.testing.assert_close(vae.decode(latents, xyz, num_chunks=5, to_cpu=True).sample, out)
     assert out.shape == (1, 30, 1)
     torch.testing.assert_close(out, -raw)
     torch.testing.assert_close(chunked, out, atol=1e-5, rtol=1e-5)
+
+
+def test_vae_release_switches_slicing_and_flash_decoder():
+    vae = randomize(TripoSGVAEModel(**TINY_VAE)).eval()
+    latents, xyz = torch.randn(3, 10, 8), torch.rand(3, 20, 3) * 2 - 1
+    with torch.no_grad():
+        whole = vae.decode(latents, xyz).sample
+        vae.enable_slicing()
+        sliced = vae.decode(latents, xyz).sample
+        vae.disable_slicing()
+        vae.set_flash_decoder()  # the release's switch: decoding stays exact here
+        flash = vae.decode(latents, xyz, False)[0]  # the release's positional return_dict
+    torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flash, whole)
+    with pytest.raises(ValueError, match="batch"):
+        vae.decode(latents, xyz[:2])
+
+
+def test_even_num_layers_wire_the_skips_as_the_release():
+    """L = 4: blocks 0, 1 push (index < L//2), block 2 is the middle, block 3 pops block 1's output."""
+    model = randomize(TripoSGDiTModel(**{**TINY_DIT, "num_layers": 4})).eval()
+    assert [b.skip_linear is not None for b in model.blocks] == [False, False, False, True]
+    x, ctx, t = torch.randn(2, 6, 8), torch.randn(2, 4, 16), torch.tensor([300.0, 40.0])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, ctx).sample, reference_dit_forward(model, x, t, ctx),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_half_precision_norms_round_like_the_release():
+    """qk RMSNorm: fp32 statistics, cast back to the fp16 weight's dtype, then the weight (diffusers' order);
+    the DiT's and VAE's output norms and the VAE's context norm are plain LayerNorms in the weights' dtype."""
+    from triposg.models.attention import RMSNorm
+
+    torch.manual_seed(0)
+    norm = RMSNorm(128).half()
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(128) * 2)
+    x = torch.randn(64, 128).half()
+    with torch.no_grad():
+        out = norm(x)
+    statistics = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)
+    release = statistics.half() * norm.weight
+    weight_in_fp32 = (statistics * norm.weight.float()).half()
+    assert not torch.equal(release, weight_in_fp32)  # the two orders round differently: the check can fail
+    assert torch.equal(out, release)
+    dit, vae = TripoSGDiTModel(**TINY_DIT), TripoSGVAEModel(**TINY_VAE)
+    plain = [dit.norm_out, vae.encoder.norm_out, vae.decoder.norm_out, vae.decoder.blocks[-1].attn2.norm_cross]
+    assert all(type(n) is torch.nn.LayerNorm for n in plain)
+    assert all(type(dit.blocks[0].__getattr__(n)).__name__ == "FP32LayerNorm" for n in ("norm1", "norm2", "norm3"))
 
 
 def test_vae_encode_posterior_and_any_token_count():

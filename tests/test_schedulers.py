@@ -95,19 +95,48 @@ def test_rf_training_interpolation_agrees_with_step():
         torch.testing.assert_close(prev, scheduler.add_noise(x0, noise, t_next.expand(2)), rtol=0, atol=1e-5)
 
 
-def test_rf_step_computes_in_fp32_and_returns_input_dtype():
+def test_rf_step_rounds_like_the_release_in_fp16_and_returns_one_item_tuples():
     scheduler = RectifiedFlowScheduler(shift=3.0)
     scheduler.set_timesteps(7)
     sample = make_latents(4, (4, 256, 64)).half()
     velocity = make_latents(5, (4, 256, 64)).half()
     t = scheduler.timesteps[3]
-    prev, x0_hat = scheduler.step(velocity, t, sample, return_dict=False)
-    assert prev.dtype == torch.float16 and x0_hat.dtype == torch.float16
-    delta = float(scheduler.sigmas[3] - scheduler.sigmas[4])
-    expected = (sample.float() + delta * velocity.float()).half()
-    half_math = sample + torch.tensor(delta, dtype=torch.float16) * velocity
-    assert not torch.equal(half_math, expected)  # the check below can tell fp16 math from fp32 math
-    assert torch.equal(prev, expected)
+    out = scheduler.step(velocity, t, sample, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == 1  # diffusers' and the release's (prev_sample,)
+    prev = out[0]
+    assert prev.dtype == torch.float16
+    # The release: the fp32 σ difference times the fp16 velocity (an fp16 increment), summed with the fp32
+    # sample, cast to fp16 at the end.
+    increment = (scheduler.sigmas[3] - scheduler.sigmas[4]) * velocity
+    assert increment.dtype == torch.float16
+    release = (sample.float() + increment).half()
+    delta = float(scheduler.sigmas[3]) - float(scheduler.sigmas[4])
+    single_rounding = (sample.float() + delta * velocity.float()).half()
+    assert not torch.equal(single_rounding, release)  # the check below can tell the two roundings apart
+    assert torch.equal(prev, release)
+    # fp32 models: plain fp32 arithmetic
+    prev32 = scheduler.step(velocity.float(), scheduler.timesteps[4], sample.float()).prev_sample
+    delta = float(scheduler.sigmas[4] - scheduler.sigmas[5])
+    assert torch.equal(prev32, sample.float() + torch.tensor(delta) * velocity.float())
+
+
+def test_rf_custom_timesteps_sigmas_and_mu():
+    scheduler = RectifiedFlowScheduler(shift=2.0)
+    scheduler.set_timesteps(timesteps=[900.0, 500.0, 100.0])
+    assert scheduler.timesteps.tolist() == pytest.approx([900.0, 500.0, 100.0])  # used as given, no shift
+    assert scheduler.sigmas.tolist() == pytest.approx([0.9, 0.5, 0.1, 0.0])
+    scheduler.set_timesteps(sigmas=[1.0, 0.5])  # shifted like the grid: 2·0.5/(1 + 0.5) = 2/3
+    assert scheduler.sigmas.tolist() == pytest.approx([1.0, 2 / 3, 0.0])
+    scheduler.set_timesteps(4, mu=math.log(3.0))  # mu replaces the shift with e^mu
+    reference = RectifiedFlowScheduler(shift=3.0)
+    reference.set_timesteps(4)
+    torch.testing.assert_close(scheduler.sigmas, reference.sigmas)
+    with pytest.raises(ValueError, match="decrease"):
+        scheduler.set_timesteps(timesteps=[100.0, 500.0])
+    with pytest.raises(ValueError, match="not both"):
+        scheduler.set_timesteps(timesteps=[500.0], sigmas=[0.5])
+    with pytest.raises(ValueError, match="custom entries"):
+        scheduler.set_timesteps(3, timesteps=[500.0])
 
 
 def test_rf_step_finds_index_from_timestep_and_rejects_unknown():

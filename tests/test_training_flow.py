@@ -201,3 +201,42 @@ def test_objects_per_family_trains_on_a_family_balanced_subset(training_corpus, 
                           latent_cache=str(tmp_path / "latents"))
     fill_latent_cache(vae, data)  # encodes only the objects the run trains on
     assert sorted(LatentStore(data.latent_cache, vae_fingerprint(vae), 16).object_ids()) == sorted([ids[0], ids[2]])
+
+
+def test_lora_fine_tuning_trains_adapters_only_and_loads_into_the_base_pipeline(dense_run, training_corpus,
+                                                                                 vae_folder, tmp_path):
+    base = dense_run / "pipeline"
+    run = tmp_path / "lora"
+    main(tiny_args(training_corpus, vae_folder, run, f"model.pretrained={base}", "model.subfolder=transformer",
+                   f"model.condition.from_pipeline={base}", "model.lora_rank=4", "train.max_steps=4",
+                   "train.sample_every=0", "train.learning_rate=0.05", "train.ema_decay=0"))
+    weights = run / "lora" / "pytorch_lora_weights.safetensors"
+    assert weights.is_file() and not (run / "pipeline").exists()
+    from safetensors.torch import load_file
+
+    state = load_file(weights)
+    assert state and all("lora_" in key for key in state)  # adapters only, not the base weights
+    assert any(key.endswith("lora_B.weight") and value.abs().max() > 0 for key, value in state.items())  # trained
+
+    pipe = TripoSGPipeline.from_pretrained(base)
+    pipe.set_progress_bar_config(disable=True)
+    latents = torch.randn(1, 16, pipe.transformer.config.in_channels, generator=torch.Generator().manual_seed(0))
+    image = next(training_corpus.rglob("eval_rgb.png"))
+    settings = dict(num_inference_steps=2, num_tokens=16, octree_resolution=32, preprocess=False)
+    before = pipe(str(image), latents=latents, **settings).latents
+    pipe.load_lora_weights(run / "lora")
+    after = pipe(str(image), latents=latents, **settings).latents
+    switched_off = pipe(str(image), latents=latents, attention_kwargs={"scale": 0.0}, **settings).latents
+    assert not torch.allclose(before, after)  # the adapters change the result
+    torch.testing.assert_close(switched_off, before)  # scale 0 switches them off
+    pipe.unload_lora_weights()
+    torch.testing.assert_close(pipe(str(image), latents=latents, **settings).latents, before)
+    pickled = tmp_path / "adapter.bin"
+    pickled.write_bytes(b"not loaded")
+    with pytest.raises(ValueError, match="safetensors"):
+        pipe.load_lora_weights(pickled)
+
+
+def test_lora_needs_a_pretrained_transformer(training_corpus, vae_folder, tmp_path):
+    with pytest.raises(ValueError, match="model.pretrained"):
+        main(tiny_args(training_corpus, vae_folder, tmp_path / "run", "model.lora_rank=4"))

@@ -14,7 +14,9 @@ transformer whose last decoder blocks' FFNs become experts, trained with the bal
 The run folder (`train.output_dir`) receives `config.yaml`, `logs/metrics.csv` (flow, moe_aux, loss, lr,
 grad_norm, expert load, samples/s), `checkpoints/checkpoint-<step>/`, `samples/step-<step>.png` (+ `.glb`:
 a mesh generated from a validation image) and, at the end, `pipeline/`: a complete `TripoSGPipeline`
-folder (`TripoSGPipeline.from_pretrained`, `python -m triposg generate --model <run>/pipeline`).
+folder (`TripoSGPipeline.from_pretrained`, `python -m triposg generate --model <run>/pipeline`). With
+`model.lora_rank > 0` the pretrained transformer stays frozen, LoRA adapters are trained, and the run exports
+`lora/pytorch_lora_weights.safetensors` instead (`pipe.load_lora_weights(<run>/lora)` on the base pipeline).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch.utils.data import Subset
 from triposg.loading import GenerationDefaults
 from triposg.models import TripoSGDiTModel, TripoSGVAEModel
 from triposg.pipelines import TripoSGPipeline
+from triposg.pipelines.lora import LORA_WEIGHT_NAME
 
 from .conditioning import ConditionEncoder, drop_conditions
 from .data.augment import AppearanceJitter
@@ -76,6 +79,12 @@ class FlowModelConfig:
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     gradient_checkpointing: bool = False  # trade compute for memory on the release-size model
     export_ema: bool = True  # sample and export the EMA weights rather than the last step's
+    # LoRA fine-tuning (PEFT): rank > 0 trains low-rank adapters on `pretrained`'s frozen transformer and exports
+    # `<output_dir>/lora/` (load it with `pipe.load_lora_weights`) instead of a whole pipeline. 0 = all weights.
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # adapter scale alpha/rank; None = rank (scale 1)
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
 
 
 @dataclass
@@ -135,6 +144,7 @@ class FlowExportConfig:
     num_tokens: int | None = None  # None = the largest training M
     octree_resolution: int = 256
     seed: int = 42
+    query_precision: str = "auto"  # field queries in bf16 on CPUs that have it (check the model's meshes with it)
 
 
 @dataclass
@@ -241,9 +251,24 @@ def build_transformer(config: FlowModelConfig, latent_channels: int, encoder: Co
     if transformer.config.in_channels != latent_channels:
         raise ValueError(f"the transformer takes {transformer.config.in_channels} latent channels but the VAE "
                          f"makes {latent_channels}; use the VAE the transformer was trained with")
+    if config.lora_rank > 0:
+        add_lora(transformer, config)
     if config.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     return transformer
+
+
+def add_lora(transformer: TripoSGDiTModel, config: FlowModelConfig) -> None:
+    """Freeze `transformer` and give it trainable LoRA adapters (zero-initialised: it starts as the base model)."""
+    from peft import LoraConfig
+
+    if config.pretrained is None and config.upcycle_from is None:
+        raise ValueError("model.lora_rank fine-tunes a trained transformer: set model.pretrained (e.g. a pipeline "
+                         "folder with model.subfolder=transformer)")
+    transformer.requires_grad_(False)
+    alpha = config.lora_alpha if config.lora_alpha is not None else config.lora_rank
+    transformer.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=alpha, lora_dropout=config.lora_dropout,
+                                       target_modules=list(config.lora_targets), init_lora_weights=True))
 
 
 def build_objective(config: FlowConfig) -> FlowObjective:
@@ -398,6 +423,9 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     vae = build_vae(config.model)
     encoder = build_condition_encoder(config.model.condition)
     transformer = build_transformer(config.model, vae.config.latent_channels, encoder)
+    if config.model.lora_rank > 0 and encoder.trainable:
+        raise ValueError("LoRA fine-tuning keeps the image encoder frozen: set model.condition.from_pipeline to the "
+                         "base pipeline folder (or pretrained_dinov2) rather than training one from scratch")
     model = FlowModel(transformer, encoder if encoder.trainable else None)
     objective = build_objective(config.flow)
     data = config.data
@@ -428,8 +456,12 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
         defaults = GenerationDefaults(num_inference_steps=export.num_inference_steps,
                                       guidance_scale=export.guidance_scale,
                                       num_tokens=export.num_tokens or largest,
-                                      octree_resolution=export.octree_resolution, seed=export.seed)
-        export_pipeline(exported, vae, encoder, objective, defaults, output_dir / "pipeline")
+                                      octree_resolution=export.octree_resolution, seed=export.seed,
+                                      query_precision=export.query_precision)
+        if config.model.lora_rank > 0:
+            exported.transformer.save_lora_adapter(output_dir / "lora", weight_name=LORA_WEIGHT_NAME)
+        else:
+            export_pipeline(exported, vae, encoder, objective, defaults, output_dir / "pipeline")
     trainer.accelerator.wait_for_everyone()
     return trainer
 

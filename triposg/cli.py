@@ -44,6 +44,8 @@ def generate(args: argparse.Namespace) -> int:
         octree_resolution=args.octree_resolution or defaults.octree_resolution,
         extraction=args.extraction,
         faces=args.faces,
+        query_precision=defaults.query_precision,
+        preprocess=True,  # photos and renders alike are framed the way the models were trained
     )
     seed = args.seed if args.seed is not None else defaults.seed
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.weight.float()).to(x.dtype)
+        """The variance and the normalisation in float32; as the release (diffusers' RMSNorm), a half-precision
+        weight multiplies after the cast back to its dtype, so fp16 results round the release's way."""
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            normed = normed.to(self.weight.dtype)
+        return (normed * self.weight).to(x.dtype)
 
 
 def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -88,7 +91,8 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim, query_dim, bias=qkv_bias)
         self.norm_q = RMSNorm(self.head_dim, eps=eps) if qk_norm else None
         self.norm_k = RMSNorm(self.head_dim, eps=eps) if qk_norm else None
-        self.norm_cross = FP32LayerNorm(context_dim) if cross_attention_norm else None
+        # A plain LayerNorm (in the weights' dtype), as released.
+        self.norm_cross = nn.LayerNorm(context_dim) if cross_attention_norm else None
         # A ModuleList so the key reads `to_out.0.*` as in the checkpoint; index 1 is a no-op dropout.
         self.to_out = nn.ModuleList([nn.Linear(query_dim, query_dim, bias=True), nn.Dropout(0.0)])
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, scale_lora_layers, unscale_lora_layers
 from torch import nn
 
 from .attention import Attention, FeedForward, FP32LayerNorm
@@ -117,13 +118,17 @@ class DiTBlock(nn.Module):
         return h + ff_out, stats
 
 
-class TripoSGDiTModel(ModelMixin, ConfigMixin):
+class TripoSGDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """The flow transformer. Defaults = the released 1.5B model.
+
+    LoRA adapters come through diffusers' `PeftAdapterMixin` (`add_adapter`, `load_lora_adapter`,
+    `save_lora_adapter`, `set_adapters`, `fuse_lora`, ...); `attention_kwargs={"scale": s}` scales them per call.
 
     Config:
         num_attention_heads, width: attention heads and token width (head dim = width / heads).
         in_channels: latent channels (64, the VAE's).
-        num_layers: 2N+1 blocks.
+        num_layers: 2N+1 blocks (21 released). An even count is accepted as the release code builds it: blocks
+            before the middle index L//2 push, blocks after it pop, so block 0's output is left unused.
         cross_attention_dim: DINOv2 token width (1024 for dinov2-large).
         use_cross_attention_2, cross_attention_2_dim: the paper's CLIP global branch (off in the release).
         mlp_ratio: FFN hidden width / width (4 in the release).
@@ -153,8 +158,8 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin):
         moe_layers: list[int] | None = None,
     ):
         super().__init__()
-        if num_layers % 2 != 1:
-            raise ValueError(f"num_layers must be odd (2N+1 blocks around a middle block), got {num_layers}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if use_cross_attention_2 and cross_attention_2_dim is None:
             raise ValueError("use_cross_attention_2=True needs cross_attention_2_dim (the CLIP embedding width)")
         self.gradient_checkpointing = False
@@ -177,7 +182,7 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin):
         if use_moe:
             for i in self.moe_layer_indices:
                 self.blocks[i].ff = MoEFeedForward(width, inner_dim, num_experts, moe_top_k, moe_shared_expert)
-        self.norm_out = FP32LayerNorm(width)
+        self.norm_out = nn.LayerNorm(width)  # plain (in the weights' dtype), as released; the blocks' are fp32
         self.proj_out = nn.Linear(width, in_channels)
         self.initialize_weights()
 
@@ -217,12 +222,26 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin):
             timestep: (B,) or scalar floats in [0, 1000] (1000·σ for rectified flow).
             encoder_hidden_states: (B, S, cross_attention_dim) image tokens (zeros = unconditional).
             encoder_hidden_states_2: (B, S2, cross_attention_2_dim) CLIP tokens for the second branch.
-            attention_kwargs: optional `{"cross_attention_scale": s, "cross_attention_2_scale": s2}`.
+            attention_kwargs: optional `{"cross_attention_scale": s, "cross_attention_2_scale": s2}`, and
+                `"scale"`: the LoRA adapters' strength for this call (1 = as trained).
         Returns:
             `TripoSGDiTModelOutput` (`.sample` (B, L, in_channels)); with `return_dict=False` the tuple
             `(sample,)` for a dense model or `(sample, aux_loss)` for an MoE model.
         """
-        attention_kwargs = attention_kwargs or {}
+        attention_kwargs = dict(attention_kwargs or {})
+        lora_scale = float(attention_kwargs.pop("scale", 1.0))
+        if lora_scale != 1.0 and getattr(self, "_hf_peft_config_loaded", False):
+            scale_lora_layers(self, lora_scale)
+            try:
+                return self._forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2,
+                                     attention_kwargs, return_dict)
+            finally:
+                unscale_lora_layers(self, lora_scale)
+        return self._forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2,
+                             attention_kwargs, return_dict)
+
+    def _forward(self, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2, attention_kwargs,
+                 return_dict):
         scales = (
             float(attention_kwargs.get("cross_attention_scale", 1.0)),
             float(attention_kwargs.get("cross_attention_2_scale", 1.0)),

@@ -21,7 +21,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attention import FP32LayerNorm
 from .embeddings import FrequencyPointEmbedding
 from .fps import farthest_point_sampling
 from .transformer import DiTBlock, run_block
@@ -91,7 +90,7 @@ class TripoSGEncoder(nn.Module):
                          qk_norm=False, cross_attention_norm=True)
         self_blocks = [DiTBlock(width, heads, 4 * width, qk_norm=False) for _ in range(num_layers)]
         self.blocks = nn.ModuleList([cross, *self_blocks])
-        self.norm_out = FP32LayerNorm(width)
+        self.norm_out = nn.LayerNorm(width)  # plain, in the weights' dtype, as released
         self.gradient_checkpointing = False
 
     def forward(self, point_features: torch.Tensor, query_indices: torch.Tensor) -> torch.Tensor:
@@ -115,7 +114,7 @@ class TripoSGDecoder(nn.Module):
                         qk_norm=False, cross_attention_norm=True)]
         )
         self.proj_query = nn.Linear(query_dim, width)
-        self.norm_out = FP32LayerNorm(width)
+        self.norm_out = nn.LayerNorm(width)  # plain, in the weights' dtype, as released
         self.proj_out = nn.Linear(width, 1)
         self.gradient_checkpointing = False
 
@@ -253,13 +252,55 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         return self.decoder.query_attention_logits(tokens, self.embedder(xyz))
 
     def decode(
-        self, latents: torch.Tensor, sampled_points: torch.Tensor, chunk_size: int = 50_000, return_dict: bool = True
+        self,
+        latents: torch.Tensor,
+        sampled_points: torch.Tensor,
+        return_dict: bool = True,
+        num_chunks: int = 50_000,
+        to_cpu: bool = False,
+        chunk_size: int | None = None,
     ) -> TripoSGDecoderOutput | tuple:
-        """Decode latents (B, M, C) at `sampled_points` (B, Q, 3) → `.sample` (B, Q, 1), positive inside."""
-        values = self.query(self.decode_tokens(latents), sampled_points, chunk_size)
+        """Decode latents (B, M, C) at `sampled_points` (B, Q, 3) → `.sample` (B, Q, 1), positive inside.
+
+        The release's signature: `num_chunks` is the number of query points per chunk (`chunk_size` is the same,
+        by its clearer name), `to_cpu` gathers the values on the CPU (large grids on a small GPU). With
+        `enable_slicing` the batch is decoded `slicing_length` shapes at a time."""
+        per_chunk = chunk_size if chunk_size is not None else num_chunks
+        if per_chunk < 1:
+            raise ValueError(f"num_chunks (query points per chunk) must be positive, got {per_chunk}")
+        if latents.shape[0] != sampled_points.shape[0]:
+            raise ValueError(f"latents are a batch of {latents.shape[0]} but sampled_points of {sampled_points.shape[0]}")
+        step = self.slicing_length if self.use_slicing else latents.shape[0]
+        slices = []
+        for start in range(0, latents.shape[0], step):
+            tokens = self.decode_tokens(latents[start:start + step])
+            chunks = [-self.decoder.query(tokens, self.embedder(chunk))
+                      for chunk in sampled_points[start:start + step].split(per_chunk, dim=1)]
+            slices.append(torch.cat([c.cpu() for c in chunks] if to_cpu else chunks, dim=1))
+        sample = torch.cat(slices, dim=0)
         if not return_dict:
-            return (values,)
-        return TripoSGDecoderOutput(sample=values)
+            return (sample,)
+        return TripoSGDecoderOutput(sample=sample)
+
+    # ---- the release's switches (diffusers' AutoencoderKL names) ----
+
+    use_slicing = False
+    slicing_length = 1
+
+    def enable_slicing(self, slicing_length: int = 1) -> None:
+        """Decode a batch `slicing_length` shapes at a time (less memory for large batches)."""
+        if slicing_length < 1:
+            raise ValueError(f"slicing_length must be positive, got {slicing_length}")
+        self.use_slicing, self.slicing_length = True, slicing_length
+
+    def disable_slicing(self) -> None:
+        self.use_slicing = False
+
+    def set_flash_decoder(self) -> None:
+        """The release's switch to its fast decoder (an approximate top-k cross-attention). Here decoding is
+        always exact; the fast path (the decoder stack and keys/values once per shape, bf16 on CPUs with native
+        bf16, surface tracking) is what the pipeline uses anyway. Kept so release scripts run; it changes nothing."""
+        self.flash_decoder_requested = True
 
     def forward(
         self,

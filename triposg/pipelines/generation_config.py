@@ -22,6 +22,9 @@ class GenerationDefaults:
     num_tokens: int = 2048
     octree_resolution: int = 256
     seed: int = 42
+    # Precision of the field queries during extraction: "full" (the weights' own, the release's semantics) unless
+    # the model was checked with bf16 queries ("auto": bf16 on CPUs with native bf16, about 2x faster).
+    query_precision: str = "full"
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike | None) -> "GenerationDefaults":

@@ -17,11 +17,21 @@ import torch
 import trimesh
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor
 from ..models import TripoSGDiTModel, TripoSGVAEModel
-from ..preprocessing import PreprocessResult, load_image, preprocess_image
+from ..preprocessing import (
+    PreprocessResult,
+    composite_on_white,
+    load_image,
+    looks_prepared,
+    prepare_as_is,
+    preprocess_image,
+)
 from .generation_config import GenerationDefaults
+from .lora import TripoSGLoraLoaderMixin
+from .official_args import as_bounds, plan_extraction
 from .vae_mesh import latent_to_mesh
 
 ImageInput = PIL.Image.Image | np.ndarray | str
@@ -42,9 +52,10 @@ class PreviewEvent:
 
 @dataclass
 class TripoSGPipelineOutput(BaseOutput):
-    """`samples`: one `(vertices (V, 3) float32, faces (F, 3) int64)` per image, as the release returns.
+    """`samples`: one `(vertices (V, 3) float32, faces (F, 3) int32)` per shape, as the release returns.
     `meshes`: the same as `trimesh.Trimesh`. `latents`: (B, M, C) final latents.
-    `preprocessed`: what preprocessing did to each input (image, mask, method), None if skipped.
+    `preprocessed`: what preprocessing did to each input (image, mask, method; method "as-is" for an image
+    already framed on white), None when skipped (`preprocess=False` or pixel tensors).
     `timings`: seconds per stage ("preprocess", "encode", "sample", "extract").
     """
 
@@ -55,15 +66,7 @@ class TripoSGPipelineOutput(BaseOutput):
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def composite_on_white(image: PIL.Image.Image) -> PIL.Image.Image:
-    """RGB(A) → RGB, transparent pixels white (the background the models are trained on)."""
-    if image.mode != "RGBA":
-        return image.convert("RGB")
-    white = PIL.Image.new("RGBA", image.size, (255, 255, 255, 255))
-    return PIL.Image.alpha_composite(white, image).convert("RGB")
-
-
-class TripoSGPipeline(DiffusionPipeline):
+class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
     """Image-to-3D with TripoSG.
 
     Components (names as in the release): `vae`, `transformer`, `scheduler`, `image_encoder_dinov2`
@@ -125,17 +128,36 @@ class TripoSGPipeline(DiffusionPipeline):
         if getattr(self, "_generation_defaults", None) is not None:
             self._generation_defaults.save(save_directory)
 
+    # ------------------------------------------------------------------ memory switches
+
+    def enable_vae_slicing(self) -> None:
+        """Decode a batch of shapes one at a time (diffusers' name; see `TripoSGVAEModel.enable_slicing`)."""
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self) -> None:
+        self.vae.disable_slicing()
+
     # ------------------------------------------------------------------ pieces the loop uses
 
     @torch.no_grad()
-    def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Preprocessed RGB images → DINOv2 tokens (B, S, 1024 for dinov2-large) and, when the model
+    def encode_image(
+        self, images: list[PIL.Image.Image] | torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Preprocessed RGB images (or DINOv2 pixel values (B, 3, H, W)) → DINOv2 tokens (B, S, 1024 for dinov2-large) and, when the model
         has the CLIP branch, CLIP global embeddings as one token (B, 1, D_clip); else None."""
         dtype = self.image_encoder_dinov2.dtype
-        pixels = self.feature_extractor_dinov2(images=images, return_tensors="pt").pixel_values
+        if isinstance(images, torch.Tensor):
+            pixels = images
+        else:
+            pixels = self.feature_extractor_dinov2(images=images, return_tensors="pt").pixel_values
         local = self.image_encoder_dinov2(pixels.to(device=device, dtype=dtype)).last_hidden_state
         global_tokens = None
         if self.transformer.config.use_cross_attention_2:
+            if isinstance(images, torch.Tensor):
+                raise ValueError(
+                    "this model also has the CLIP branch, which needs the images themselves: pass PIL images, "
+                    "arrays or paths instead of a pixel tensor"
+                )
             if self.image_encoder_clip is None or self.feature_extractor_clip is None:
                 raise ValueError(
                     "this transformer has the CLIP branch (use_cross_attention_2=True) but the pipeline has no "
@@ -155,16 +177,20 @@ class TripoSGPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None,
         latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Initial noise (B, M, C), drawn on the CPU so a seed gives the same shape on every device."""
+        """Initial noise (B, M, C) in `dtype`, drawn as diffusers' `randn_tensor` draws it: on the generator's
+        device (a CPU generator gives the same noise on every device), then moved to `device`."""
         shape = (batch_size, num_tokens, self.transformer.config.in_channels)
-        if latents is None:
-            if isinstance(generator, list):
-                latents = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
-            else:
-                latents = torch.randn(shape, generator=generator)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        return (latents * self.scheduler.init_noise_sigma).to(device=device, dtype=dtype)
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+            return (latents * self.scheduler.init_noise_sigma).to(device=device, dtype=dtype)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"{len(generator)} generators were given for {batch_size} shapes: pass one generator per shape "
+                "(images × num_shapes_per_prompt), or a single one"
+            )
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
 
     @torch.no_grad()
     def latents_to_meshes(
@@ -196,51 +222,73 @@ class TripoSGPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        image: ImageInput | list[ImageInput],
+        image: ImageInput | list[ImageInput] | torch.Tensor,
         num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
         num_tokens: int | None = None,
+        timesteps: Sequence[float] | None = None,
+        guidance_scale: float | None = None,
+        num_shapes_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        seed: int | None = None,
         latents: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
+        callback_on_step_end: Callable[["TripoSGPipeline", int, torch.Tensor, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        bounds: float | Sequence[float] = DEFAULT_BOUNDS,
+        dense_octree_depth: int | None = None,
+        hierarchical_octree_depth: int | None = None,
+        flash_octree_depth: int | None = None,
+        use_flash_decoder: bool | None = None,
+        return_dict: bool = True,
+        *,
+        seed: int | None = None,
+        sigmas: Sequence[float] | None = None,
         octree_resolution: int | None = None,
-        bounds: Sequence[float] = DEFAULT_BOUNDS,
-        extraction: str = "tracking",
-        query_precision: str = "auto",
-        preprocess: bool = True,
+        extraction: str | None = None,
+        query_precision: str | None = None,
+        preprocess: bool | None = None,
         foreground_ratio: float = 0.9,
         remove_floaters: bool = True,
         faces: int | None = None,
-        attention_kwargs: dict | None = None,
-        callback_on_step_end: Callable[["TripoSGPipeline", int, torch.Tensor, dict], dict] | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         preview_every: int = 0,
         preview_callback: Callable[[PreviewEvent], None] | None = None,
         preview_resolution: int = 32,
-        return_dict: bool = True,
     ) -> TripoSGPipelineOutput | tuple:
-        """Generate one mesh per input image.
+        """Generate `num_shapes_per_prompt` meshes per input image.
+
+        The positional order and the arguments up to `return_dict` are the release pipeline's, with its
+        meaning; the keyword-only ones after it are this package's additions (see the README, "Coming from the
+        official code").
 
         Args:
-            image: a PIL image, array, path, or a list of them.
-            num_inference_steps, guidance_scale, num_tokens, octree_resolution: left out (None), each comes from
+            image: a PIL image, array, path, or a list of them; or DINOv2 pixel values (B, 3, 224, 224) as the
+                release accepts (used as they are, no preprocessing).
+            num_inference_steps, guidance_scale, num_tokens: left out (None), each comes from
                 `generation_defaults` (the loaded folder's `generation_config.json`, else the release's 50 / 7.0 /
-                2048 / 256).
-            num_inference_steps: sampler steps. guidance_scale: classifier-free guidance (off when ≤ 1).
-            num_tokens: latent tokens M (more = finer shapes; the release uses 2048).
-            generator / seed: randomness (a `seed` builds a CPU generator). latents: (B, M, C) start noise.
-            octree_resolution: cells per side of the final extraction grid (even for tracking, a power-of-two
-                multiple of 32 for hierarchical extraction). bounds: the box the field is sampled in.
-            extraction: "tracking" (probe coarse cells, follow the surface: the fastest, same surface as dense),
-                "hierarchical" (refine a dense coarse grid near the surface) or "dense". query_precision: the field
-                queries' precision, "auto" (bf16 weights on a CPU with native bf16, about 2x faster), "full" or
-                "bf16".
-            preprocess: remove the background / crop / pad (set False for already prepared images).
-            foreground_ratio: share of the square the foreground's long side fills (paper: 0.9).
-            remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
+                2048). guidance_scale: classifier-free guidance (off when ≤ 1). num_tokens: latent tokens M.
+            timesteps: a custom schedule (timesteps in (0, 1000], decreasing), used as given. sigmas: custom
+                unshifted noise levels, shifted by the scheduler (keyword-only).
+            num_shapes_per_prompt: shapes per image (each image's embedding repeated, new noise for each).
+            generator: torch generator(s), on any device (noise is drawn on the generator's device, as diffusers
+                does); a list gives one per shape. seed: builds a CPU generator (the same shape on every device).
+            latents: (B·num_shapes_per_prompt, M, C) start noise.
             attention_kwargs: passed to the transformer (cross-attention scales).
             callback_on_step_end: diffusers-style `f(pipe, step, timestep, {"latents": ...}) -> dict`; a
                 returned "latents" replaces the current latents.
+            bounds: the box the field is sampled in: six numbers, or one number b for [-b, b]³.
+            dense_octree_depth, hierarchical_octree_depth, flash_octree_depth, use_flash_decoder: the release's
+                extraction arguments (2**depth cells per side): `use_flash_decoder=True` maps onto surface
+                tracking (the fastest path here), False onto hierarchical refinement. Or, instead of them:
+            octree_resolution: cells per side of the final grid (default from `generation_defaults`, 256 for the
+                release), and extraction: "tracking" (default: probe coarse cells, follow the surface; the same
+                surface as dense), "hierarchical" (refine a dense coarse grid near the surface) or "dense".
+            query_precision: the field queries' precision: "full" (the weights' own), "auto" (bf16 weights on a
+                CPU with native bf16, about 2x faster) or "bf16"; default from `generation_defaults` ("full" for the
+                release, "auto" for models checked with it, such as the embedded default).
+            preprocess: True: remove the background, crop and pad (raw photos); False: use the images as they
+                are; None (default): as they are when already framed (square, opaque, white outer ring, what the
+                release's `prepare_image` makes), else preprocessed.
+            foreground_ratio: share of the square the foreground's long side fills when preprocessing (paper 0.9).
+            remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
             preview_every, preview_callback, preview_resolution: every k steps decode the current clean-latent
                 estimate into a coarse mesh and pass a `PreviewEvent` (for streaming UIs).
         Returns:
@@ -250,7 +298,12 @@ class TripoSGPipeline(DiffusionPipeline):
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         num_tokens = defaults.num_tokens if num_tokens is None else num_tokens
-        octree_resolution = defaults.octree_resolution if octree_resolution is None else octree_resolution
+        query_precision = defaults.query_precision if query_precision is None else query_precision
+        plan = plan_extraction(octree_resolution, extraction, defaults.octree_resolution, dense_octree_depth,
+                               hierarchical_octree_depth, flash_octree_depth, use_flash_decoder)
+        bounds = as_bounds(bounds)
+        if not isinstance(num_shapes_per_prompt, int) or num_shapes_per_prompt < 1:
+            raise ValueError(f"num_shapes_per_prompt must be a positive integer, got {num_shapes_per_prompt!r}")
         device = self._execution_device
         timings: dict[str, float] = {}
         if seed is not None:
@@ -260,20 +313,15 @@ class TripoSGPipeline(DiffusionPipeline):
 
         # 1. Preprocess the images
         start = time.perf_counter()
-        images = image if isinstance(image, list) else [image]
-        if not images:
-            raise ValueError("no image given")
-        prepared = None
-        if preprocess:
-            prepared = [preprocess_image(img, foreground_ratio=foreground_ratio) for img in images]
-            pil_images = [p.image for p in prepared]
-        else:
-            pil_images = [composite_on_white(load_image(img)) for img in images]
+        pixels, prepared = self._prepare_images(image, preprocess, foreground_ratio)
+        batch = len(pixels)
         timings["preprocess"] = time.perf_counter() - start
 
         # 2. Encode the condition; zeros are the unconditional context (as released)
         start = time.perf_counter()
-        cond, cond_2 = self.encode_image(pil_images, device)
+        cond, cond_2 = self.encode_image(pixels, device)
+        cond = cond.repeat_interleave(num_shapes_per_prompt, dim=0)
+        cond_2 = cond_2.repeat_interleave(num_shapes_per_prompt, dim=0) if cond_2 is not None else None
         do_cfg = guidance_scale > 1.0
         if do_cfg:  # batch order [uncond, cond]
             cond = torch.cat([torch.zeros_like(cond), cond])
@@ -283,17 +331,21 @@ class TripoSGPipeline(DiffusionPipeline):
         # 3. Timesteps and initial noise
         start = time.perf_counter()
         dtype = self.transformer.dtype
-        self.scheduler.set_timesteps(num_inference_steps, device=device, num_tokens=num_tokens)
-        latents = self.prepare_latents(len(pil_images), num_tokens, dtype, device, generator, latents)
+        if timesteps is not None or sigmas is not None:
+            self.scheduler.set_timesteps(timesteps=timesteps, sigmas=sigmas, device=device, num_tokens=num_tokens)
+        else:
+            self.scheduler.set_timesteps(num_inference_steps, device=device, num_tokens=num_tokens)
+        latents = self.prepare_latents(batch * num_shapes_per_prompt, num_tokens, dtype, device, generator, latents)
         cond, cond_2 = cond.to(dtype), cond_2.to(dtype) if cond_2 is not None else None
 
         # 4. Denoising loop
-        timesteps = self.scheduler.timesteps
-        with self.progress_bar(total=len(timesteps)) as progress:
-            for i, t in enumerate(timesteps):
+        schedule = self.scheduler.timesteps
+        with self.progress_bar(total=len(schedule)) as progress:
+            for i, t in enumerate(schedule):
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                t_batch = t.expand(model_input.shape[0]).to(device=device, dtype=dtype)
+                # The timestep stays float32 (as released): the transformer embeds it in fp32.
+                t_batch = t.expand(model_input.shape[0]).to(device)
                 prediction = self.transformer(
                     model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
                     attention_kwargs=attention_kwargs,
@@ -309,29 +361,60 @@ class TripoSGPipeline(DiffusionPipeline):
                     callback_kwargs = {k: local_vars[k] for k in callback_on_step_end_tensor_inputs}
                     result = callback_on_step_end(self, i, t, callback_kwargs) or {}
                     latents = result.get("latents", latents)
-                is_last = i == len(timesteps) - 1
+                is_last = i == len(schedule) - 1
                 if preview_callback is not None and preview_every > 0 and (i + 1) % preview_every == 0 and not is_last:
                     preview = self.latents_to_meshes(
                         step.pred_original_sample[:1], preview_resolution, bounds, "tracking",
                         query_precision=query_precision,
                     )[0]
-                    preview_callback(PreviewEvent(i + 1, len(timesteps), time.perf_counter() - start, preview))
+                    preview_callback(PreviewEvent(i + 1, len(schedule), time.perf_counter() - start, preview))
                 progress.update()
         timings["sample"] = time.perf_counter() - start
 
         # 5. Decode the field and extract meshes
         start = time.perf_counter()
         post = PostProcessor(remove_floaters=remove_floaters, target_faces=faces)
-        meshes = self.latents_to_meshes(latents, octree_resolution, bounds, extraction, post, query_precision=query_precision)
+        meshes = self.latents_to_meshes(latents, plan.resolution, bounds, plan.method, post,
+                                        query_precision=query_precision, **plan.volume_kwargs)
         timings["extract"] = time.perf_counter() - start
         missing = [i for i, m in enumerate(meshes) if m is None]
         if missing:
             raise EmptySurfaceError(
-                f"no surface was found for image(s) {missing}: the decoded field never crosses zero. "
+                f"no surface was found for shape(s) {missing}: the decoded field never crosses zero. "
                 "Try another seed, more inference steps or a different guidance scale."
             )
-        samples = [(np.asarray(m.vertices, dtype=np.float32), np.asarray(m.faces, dtype=np.int64)) for m in meshes]
+        samples = [(np.asarray(m.vertices, dtype=np.float32), np.ascontiguousarray(m.faces, dtype=np.int32))
+                   for m in meshes]
         self.maybe_free_model_hooks()
         if not return_dict:
             return samples, meshes
         return TripoSGPipelineOutput(samples=samples, meshes=meshes, latents=latents, preprocessed=prepared, timings=timings)
+
+    def _prepare_images(
+        self, image: ImageInput | list[ImageInput] | torch.Tensor, preprocess: bool | None, foreground_ratio: float
+    ) -> tuple[list[PIL.Image.Image] | torch.Tensor, list[PreprocessResult] | None]:
+        """The images to encode (framed RGB images, or the caller's pixel tensor) and what preprocessing did."""
+        if isinstance(image, torch.Tensor):
+            if image.ndim == 3:
+                image = image[None]
+            if image.ndim != 4 or image.shape[1] != 3:
+                raise ValueError(
+                    f"an image tensor must be DINOv2 pixel values (B, 3, H, W), got shape {tuple(image.shape)}; "
+                    "pass PIL images, arrays or paths to have them preprocessed"
+                )
+            if preprocess:
+                raise ValueError("preprocess=True needs images, not pixel values: pass PIL images, arrays or paths")
+            return image, None
+        images = image if isinstance(image, list) else [image]
+        if not images:
+            raise ValueError("no image given")
+        if preprocess is False:
+            return [composite_on_white(load_image(img)) for img in images], None
+        prepared = []
+        for img in images:
+            loaded = load_image(img) if preprocess is None else img
+            if preprocess is None and looks_prepared(loaded):
+                prepared.append(prepare_as_is(loaded))
+            else:
+                prepared.append(preprocess_image(loaded, foreground_ratio=foreground_ratio))
+        return [p.image for p in prepared], prepared

@@ -29,7 +29,7 @@ from .background import (
     uniform_background_mask,
     unmix_background,
 )
-from .crop import crop_and_pad, foreground_bbox, square_side
+from .crop import crop_and_pad, foreground_bbox, looks_prepared, square_side
 from .grabcut import CutoutHints, colour_separation, grabcut_cutout
 from .image_io import MAX_SIDE, ImageError, ImageFileInfo, load_image, read_image_info
 from .segmentation import REMBG_MODEL_ENV, download_rembg_model, find_rembg_model, rembg_mask
@@ -199,6 +199,25 @@ def preprocess_image(
                             tuple(found.notes))
 
 
+def prepare_as_is(image: PIL.Image.Image) -> PreprocessResult:
+    """The result for an image used as it is (`looks_prepared`): composited on white, not re-cropped."""
+    rgb = composite_on_white(image)
+    alpha = (np.asarray(rgb).min(axis=2) < 250).astype(np.float32)
+    bbox = foreground_bbox(alpha) if alpha.any() else (0, 0, rgb.width, rgb.height)
+    ratio = max(bbox[2] - bbox[0], bbox[3] - bbox[1]) / max(rgb.size)
+    mask = PIL.Image.fromarray((alpha * 255).astype(np.uint8), "L")
+    return PreprocessResult(rgb, mask, "as-is", bbox, round(ratio, 3), 1.0,
+                            ("already framed on white: used as it is (preprocess=True re-crops it)",))
+
+
+def composite_on_white(image: PIL.Image.Image) -> PIL.Image.Image:
+    """RGB(A) → RGB, transparent pixels white (the background the models are trained on)."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    white = PIL.Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return PIL.Image.alpha_composite(white, image).convert("RGB")
+
+
 __all__ = [
     "BACKGROUND_METHODS",
     "LOW_CONFIDENCE",
@@ -209,7 +228,10 @@ __all__ = [
     "ImageError",
     "ImageFileInfo",
     "PreprocessResult",
+    "composite_on_white",
     "load_image",
+    "looks_prepared",
+    "prepare_as_is",
     "preprocess_image",
     "read_image_info",
 ]

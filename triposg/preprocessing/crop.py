@@ -56,3 +56,24 @@ def crop_and_pad(
         image = image.resize((output_size, output_size), PIL.Image.Resampling.LANCZOS)
         mask = mask.resize((output_size, output_size), PIL.Image.Resampling.BILINEAR)
     return image, mask
+
+
+# A prepared image's outer ring (this share of the side, at least 2 px) is white paper: every pixel this close
+# to 255 in all channels, allowing for JPEG ringing on a few.
+_PREPARED_RING = 0.02
+_PREPARED_WHITE = 245
+_PREPARED_WHITE_SHARE = 0.995
+
+
+def looks_prepared(image: PIL.Image.Image) -> bool:
+    """Whether `image` is already framed for the model: opaque, square (±2 px), with a white outer ring, the frame
+    `crop_and_pad` and the release's `prepare_image` make. Such an image is used as it is, not re-cropped."""
+    if image.mode in ("RGBA", "LA", "PA") and np.asarray(image.getchannel("A")).min() < 255:
+        return False
+    if abs(image.width - image.height) > 2 or min(image.size) < 8:
+        return False
+    rgb = np.asarray(image.convert("RGB"))
+    ring = max(2, round(_PREPARED_RING * min(image.size)))
+    band = np.concatenate([rgb[:ring].reshape(-1, 3), rgb[-ring:].reshape(-1, 3),
+                           rgb[:, :ring].reshape(-1, 3), rgb[:, -ring:].reshape(-1, 3)])
+    return float((band.min(axis=1) >= _PREPARED_WHITE).mean()) >= _PREPARED_WHITE_SHARE

@@ -19,6 +19,8 @@ This module also hosts :class:`SchedulerOutput` and the timestep → step-index 
 DDPM and EDM ablation schedulers.
 """
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,11 +81,13 @@ def lookup_step_index(
 
 def step_output(
     prev_sample: torch.Tensor, pred_original_sample: torch.Tensor, dtype: torch.dtype, return_dict: bool
-) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
-    """Cast the float32 results of a step back to the sample dtype and package them (all schedulers)."""
+) -> SchedulerOutput | tuple[torch.Tensor]:
+    """Cast the float32 results of a step back to the sample dtype and package them (all schedulers).
+
+    With `return_dict=False` the tuple is `(prev_sample,)`, as diffusers' schedulers and the release return."""
     prev_sample, pred_original_sample = prev_sample.to(dtype), pred_original_sample.to(dtype)
     if not return_dict:
-        return prev_sample, pred_original_sample
+        return (prev_sample,)
     return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
 
@@ -144,18 +148,58 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         return shift
 
     def set_timesteps(
-        self, num_inference_steps: int, device: torch.device | str | None = None, num_tokens: int | None = None
+        self,
+        num_inference_steps: int | None = None,
+        device: torch.device | str | None = None,
+        num_tokens: int | None = None,
+        timesteps: Sequence[float] | torch.Tensor | None = None,
+        sigmas: Sequence[float] | torch.Tensor | None = None,
+        mu: float | None = None,
     ) -> None:
-        """Build the N-step grid: ``sigmas`` (N+1,) ending in 0 and ``timesteps`` (N,) = 1000·σ_0..σ_{N−1}."""
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}.")
-        # float64 so that e.g. N = 50 gives timesteps of exactly 1000, 980, ..., 20 after the cast.
-        unshifted = 1.0 - torch.arange(num_inference_steps, dtype=torch.float64) / num_inference_steps
-        sigmas = shift_sigmas(unshifted, self.effective_shift(num_tokens))
-        timesteps = sigmas * self.config.num_train_timesteps
-        self.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device, dtype=torch.float32)
-        self.timesteps = timesteps.to(device=device, dtype=torch.float32)
-        self.num_inference_steps = num_inference_steps
+        """Build the schedule: ``sigmas`` (N+1,) ending in 0 and ``timesteps`` (N,) = 1000·σ_0..σ_{N−1}.
+
+        Args:
+            num_inference_steps: N for the default grid ``s_i = 1 − i/N``, shifted (see the module doc).
+            num_tokens: the latent token count, for ``use_dynamic_shifting``.
+            timesteps: a custom schedule of N timesteps in (0, 1000], high to low, used exactly as given
+                (no shift; diffusers' convention for custom timesteps).
+            sigmas: N custom unshifted noise levels in (0, 1], high to low; they are shifted like the default
+                grid (the release's `set_timesteps(sigmas=...)`).
+            mu: the dynamic shift as a log (the release's and diffusers' `mu`): the shift becomes ``e^mu``
+                instead of eq. 11's token-count factor. Given, it replaces the config's shift.
+        """
+        if timesteps is not None and sigmas is not None:
+            raise ValueError("pass either timesteps or sigmas to set_timesteps, not both")
+        custom = timesteps if timesteps is not None else sigmas
+        if custom is None and num_inference_steps is None:
+            raise ValueError("set_timesteps needs num_inference_steps, timesteps or sigmas")
+        if custom is not None and num_inference_steps is not None and num_inference_steps != len(custom):
+            raise ValueError(f"num_inference_steps={num_inference_steps} but {len(custom)} custom entries were given")
+        if timesteps is not None:
+            schedule = torch.as_tensor(timesteps, dtype=torch.float64).flatten().cpu()
+            unshifted, shift = schedule / self.config.num_train_timesteps, 1.0
+        elif sigmas is not None:
+            unshifted = torch.as_tensor(sigmas, dtype=torch.float64).flatten().cpu()
+            shift = math.exp(mu) if mu is not None else self.effective_shift(num_tokens)
+        else:
+            if num_inference_steps < 1:
+                raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}.")
+            unshifted = 1.0 - torch.arange(num_inference_steps, dtype=torch.float64) / num_inference_steps
+            shift = math.exp(mu) if mu is not None else self.effective_shift(num_tokens)
+        if unshifted.numel() == 0 or not bool(((unshifted > 0) & (unshifted <= 1)).all()):
+            raise ValueError("custom timesteps must lie in (0, 1000] and sigmas in (0, 1]; "
+                             f"got {unshifted.tolist()[:8]} as noise levels")
+        if unshifted.numel() > 1 and not bool((unshifted[1:] < unshifted[:-1]).all()):
+            raise ValueError("custom timesteps / sigmas must decrease strictly (from noise to data)")
+        # As the release: σ in float64, cast to float32, and timestep = 1000·σ in float32 (custom timesteps as given).
+        sigmas_ = shift_sigmas(unshifted, shift).to(torch.float32)
+        if timesteps is not None:
+            timesteps_ = torch.as_tensor(timesteps, dtype=torch.float32).flatten().cpu()
+        else:
+            timesteps_ = sigmas_ * self.config.num_train_timesteps
+        self.sigmas = torch.cat([sigmas_, sigmas_.new_zeros(1)]).to(device)
+        self.timesteps = timesteps_.to(device)
+        self.num_inference_steps = len(self.timesteps)
         self._step_index = None
 
     def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -169,8 +213,9 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
-    ) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
-        """One Euler step ``x ← x + (σ_i − σ_{i+1})·v``, in float32, cast back to ``sample.dtype``.
+    ) -> SchedulerOutput | tuple[torch.Tensor]:
+        """One Euler step ``x ← x + (σ_i − σ_{i+1})·v``: the increment in v's dtype, the sum in float32, the
+        result cast back to ``model_output.dtype`` (as the release).
 
         Args:
             model_output: (B, M, C) predicted velocity v ≈ x0 − ε.
@@ -179,15 +224,16 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
             generator: unused (the sampler is deterministic); kept for the common interface.
         """
         index = lookup_step_index(self.timesteps, timestep, self._step_index)
-        sigma = float(self.sigmas[index])
-        sigma_next = float(self.sigmas[index + 1])
-        velocity = model_output.float()
+        sigma = self.sigmas[index].to(sample.device)
+        sigma_next = self.sigmas[index + 1].to(sample.device)
         current = sample.float()
-        prev_sample = current + (sigma - sigma_next) * velocity
-        pred_original_sample = current + sigma * velocity
+        # As the release: the increment (σ_i − σ_{i+1})·v is rounded to v's dtype, the sum is taken in fp32
+        # (identical to all-fp32 arithmetic for fp32 models; it keeps fp16 results the release's too).
+        prev_sample = current + (sigma - sigma_next) * model_output
+        pred_original_sample = current + sigma * model_output.float()
         self._step_index = index + 1
 
-        return step_output(prev_sample, pred_original_sample, sample.dtype, return_dict)
+        return step_output(prev_sample, pred_original_sample, model_output.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 
