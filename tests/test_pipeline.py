@@ -166,3 +166,46 @@ def test_sphere_prior_gives_a_field_positive_inside():
     with torch.no_grad():
         values = pipe.vae.decode(torch.randn(1, 16, 8), points).sample[0, :, 0]
     assert values[0] > 0 and values[2] > 0 and values[1] < 0 and values[3] < 0
+
+
+def test_stages_latent_output_interrupt_and_a_decoder_of_ones_own(pipe):
+    from triposg.geometry import SurfaceTrackingDecoder
+
+    latent_only = pipe(disc_image(), seed=3, output_type="latent", **FAST)
+    assert latent_only.samples == [] and latent_only.meshes == [] and latent_only.latents.shape[0] == 1
+    full = pipe(disc_image(), seed=3, **FAST)
+    torch.testing.assert_close(latent_only.latents, full.latents)  # the same loop; extraction skipped
+
+    steps_run = []
+
+    def stop_after_two(p, i, t, tensors):
+        steps_run.append(i)
+        if i == 1:
+            p.interrupt = True
+        return tensors
+
+    pipe(disc_image(), seed=3, output_type="latent", callback_on_step_end=stop_after_two,
+         **{**FAST, "num_inference_steps": 5})
+    assert steps_run == [0, 1]  # the loop ended after the step that set the flag
+    counted = []
+    pipe(disc_image(), seed=3, output_type="latent", **FAST,
+         callback_on_step_end=lambda p, i, t, tensors: counted.append(i) or tensors)
+    assert counted == list(range(FAST["num_inference_steps"]))  # the flag is reset by the next call
+
+    resolution = FAST.get("octree_resolution", 32)
+    own = SurfaceTrackingDecoder(probe_resolution=resolution // 2)
+    custom = pipe(disc_image(), seed=3, extraction=own, **FAST)
+    np.testing.assert_allclose(custom.samples[0][0], full.samples[0][0], atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"num_inference_steps": 0}, "num_inference_steps"),
+    ({"num_tokens": -4}, "num_tokens"),
+    ({"guidance_scale": -1.0}, "guidance_scale"),
+    ({"output_type": "pt"}, "output_type"),
+    ({"callback_on_step_end_tensor_inputs": ["noise"]}, "not available"),
+    ({"seed": 1, "generator": torch.Generator()}, "not both"),
+])
+def test_check_inputs_refuses_bad_arguments_before_any_work(pipe, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        pipe(disc_image(), **{**FAST, **arguments})

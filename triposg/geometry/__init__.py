@@ -2,6 +2,7 @@
 
 from triposg.geometry.decoding import (
     VOLUME_DECODERS,
+    VolumeDecoder,
     decode_volume,
     default_coarse_resolution,
     default_probe_resolution,
@@ -21,6 +22,7 @@ __all__ = [
     "PostProcessor",
     "SurfaceTrackingDecoder",
     "VOLUME_DECODERS",
+    "VolumeDecoder",
     "VolumeResult",
     "decode_volume",
     "default_coarse_resolution",

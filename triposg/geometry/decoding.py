@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -15,6 +15,9 @@ from triposg.geometry.volume import (
     SDFFunction,
     VolumeResult,
 )
+
+# A volume decoder: `decoder(sdf_fn, bounds, resolution, device=, dtype=, progress=) -> VolumeResult`.
+VolumeDecoder = Callable[..., VolumeResult]
 
 VOLUME_DECODERS: dict[str, type] = {
     "tracking": SurfaceTrackingDecoder,
@@ -46,7 +49,7 @@ def decode_volume(
     sdf_fn: SDFFunction,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
     resolution: int = 256,
-    method: str = "tracking",
+    method: str | VolumeDecoder = "tracking",
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -54,12 +57,17 @@ def decode_volume(
     **decoder_kwargs,
 ) -> VolumeResult:
     """Sample ``sdf_fn`` ((Q, 3) xyz -> (Q,) values) on a grid with ``method`` "tracking", "hierarchical" or
-    "dense" (all give the same grid near the surface; they differ in how many points they query).
+    "dense" (all give the same grid near the surface; they differ in how many points they query), or with a
+    volume decoder instance (a configured `SurfaceTrackingDecoder`, or one of your own with the same call).
 
     ``decoder_kwargs`` configure the decoder (e.g. ``probe_resolution=16``, ``coarse_resolution=32``,
     ``chunk_size=100_000``); the tracking and hierarchical decoders get the default coarse level for
     ``resolution`` when none is given.
     """
+    if callable(method):
+        if decoder_kwargs:
+            raise ValueError(f"options {sorted(decoder_kwargs)} are for named methods; configure the decoder instance")
+        return method(sdf_fn, bounds, resolution, device=device, dtype=dtype, progress=progress)
     if method not in VOLUME_DECODERS:
         raise ValueError(f"unknown volume decoding method {method!r}; choose one of {sorted(VOLUME_DECODERS)}")
     if method == "tracking":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # The release's defaults for its extraction arguments.
 RELEASE_DENSE_OCTREE_DEPTH = 8
@@ -18,9 +19,10 @@ RELEASE_FLASH_OCTREE_DEPTH = 9
 
 @dataclass(frozen=True)
 class ExtractionPlan:
-    """How the field becomes a mesh: a volume decoder `method`, cells per side, and the decoder's options."""
+    """How the field becomes a mesh: a volume decoder `method` (a name or a decoder instance), cells per side, and
+    the decoder's options."""
 
-    method: str
+    method: Any
     resolution: int
     volume_kwargs: dict = field(default_factory=dict)
 
@@ -45,7 +47,7 @@ def _depth(name: str, value: int) -> int:
 
 def plan_extraction(
     octree_resolution: int | None,
-    extraction: str | None,
+    extraction: Any,
     default_resolution: int,
     dense_octree_depth: int | None = None,
     hierarchical_octree_depth: int | None = None,

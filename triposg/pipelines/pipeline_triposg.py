@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor
+from ..geometry.decoding import VolumeDecoder
 from ..models import TripoSGDiTModel, TripoSGVAEModel
 from ..preprocessing import (
     PreprocessResult,
@@ -198,7 +199,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         latents: torch.Tensor,
         octree_resolution: int = 256,
         bounds: Sequence[float] = DEFAULT_BOUNDS,
-        extraction: str = "tracking",
+        extraction: str | VolumeDecoder = "tracking",
         postprocess: PostProcessor | None = None,
         chunk_size: int = 10_000,
         query_precision: str = "auto",
@@ -243,7 +244,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         seed: int | None = None,
         sigmas: Sequence[float] | None = None,
         octree_resolution: int | None = None,
-        extraction: str | None = None,
+        extraction: str | VolumeDecoder | None = None,
         query_precision: str | None = None,
         preprocess: bool | None = None,
         foreground_ratio: float = 0.9,
@@ -252,6 +253,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         preview_every: int = 0,
         preview_callback: Callable[[PreviewEvent], None] | None = None,
         preview_resolution: int = 32,
+        output_type: str = "mesh",
     ) -> TripoSGPipelineOutput | tuple:
         """Generate `num_shapes_per_prompt` meshes per input image.
 
@@ -280,7 +282,9 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                 tracking (the fastest path here), False onto hierarchical refinement. Or, instead of them:
             octree_resolution: cells per side of the final grid (default from `generation_defaults`, 256 for the
                 release), and extraction: "tracking" (default: probe coarse cells, follow the surface; the same
-                surface as dense), "hierarchical" (refine a dense coarse grid near the surface) or "dense".
+                surface as dense), "hierarchical" (refine a dense coarse grid near the surface), "dense", or a
+                volume decoder of your own (`decoder(sdf_fn, bounds, resolution, device=, dtype=, progress=)` →
+                `VolumeResult`, like `triposg.geometry.SurfaceTrackingDecoder(...)`).
             query_precision: the field queries' precision: "full" (the weights' own), "auto" (bf16 weights on a
                 CPU with native bf16, about 2x faster) or "bf16"; default from `generation_defaults` ("full" for the
                 release, "auto" for models checked with it, such as the embedded default).
@@ -291,87 +295,67 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
             preview_every, preview_callback, preview_resolution: every k steps decode the current clean-latent
                 estimate into a coarse mesh and pass a `PreviewEvent` (for streaming UIs).
+            output_type: "mesh" (default), or "latent" to stop after sampling (no extraction; `samples` and
+                `meshes` empty, `latents` filled) and decode later with `latents_to_meshes`.
         Returns:
             `TripoSGPipelineOutput`, or `(samples, meshes)` when `return_dict=False`.
+
+        The stages are methods of their own: `check_inputs`, `encode_condition`, `prepare_latents`,
+        `sample_latents` (the denoising loop; set `pipe.interrupt = True`, e.g. from a callback, to stop after the
+        current step) and `latents_to_meshes`.
         """
         defaults = self.generation_defaults
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         num_tokens = defaults.num_tokens if num_tokens is None else num_tokens
         query_precision = defaults.query_precision if query_precision is None else query_precision
+        self.check_inputs(num_inference_steps, guidance_scale, num_tokens, num_shapes_per_prompt, generator, seed,
+                          callback_on_step_end_tensor_inputs, output_type, preview_every)
         plan = plan_extraction(octree_resolution, extraction, defaults.octree_resolution, dense_octree_depth,
                                hierarchical_octree_depth, flash_octree_depth, use_flash_decoder)
         bounds = as_bounds(bounds)
-        if not isinstance(num_shapes_per_prompt, int) or num_shapes_per_prompt < 1:
-            raise ValueError(f"num_shapes_per_prompt must be a positive integer, got {num_shapes_per_prompt!r}")
         device = self._execution_device
         timings: dict[str, float] = {}
         if seed is not None:
-            if generator is not None:
-                raise ValueError("pass either seed or generator, not both")
             generator = torch.Generator().manual_seed(seed)
+        self.interrupt = False
 
         # 1. Preprocess the images
         start = time.perf_counter()
         pixels, prepared = self._prepare_images(image, preprocess, foreground_ratio)
-        batch = len(pixels)
         timings["preprocess"] = time.perf_counter() - start
 
-        # 2. Encode the condition; zeros are the unconditional context (as released)
+        # 2. Encode the condition
         start = time.perf_counter()
-        cond, cond_2 = self.encode_image(pixels, device)
-        cond = cond.repeat_interleave(num_shapes_per_prompt, dim=0)
-        cond_2 = cond_2.repeat_interleave(num_shapes_per_prompt, dim=0) if cond_2 is not None else None
-        do_cfg = guidance_scale > 1.0
-        if do_cfg:  # batch order [uncond, cond]
-            cond = torch.cat([torch.zeros_like(cond), cond])
-            cond_2 = torch.cat([torch.zeros_like(cond_2), cond_2]) if cond_2 is not None else None
+        cond, cond_2 = self.encode_condition(pixels, device, num_shapes_per_prompt, guidance_scale > 1.0)
         timings["encode"] = time.perf_counter() - start
 
-        # 3. Timesteps and initial noise
+        # 3. Timesteps, initial noise and the denoising loop
         start = time.perf_counter()
-        dtype = self.transformer.dtype
         if timesteps is not None or sigmas is not None:
             self.scheduler.set_timesteps(timesteps=timesteps, sigmas=sigmas, device=device, num_tokens=num_tokens)
         else:
             self.scheduler.set_timesteps(num_inference_steps, device=device, num_tokens=num_tokens)
-        latents = self.prepare_latents(batch * num_shapes_per_prompt, num_tokens, dtype, device, generator, latents)
-        cond, cond_2 = cond.to(dtype), cond_2.to(dtype) if cond_2 is not None else None
+        latents = self.prepare_latents(len(pixels) * num_shapes_per_prompt, num_tokens, self.transformer.dtype,
+                                       device, generator, latents)
 
-        # 4. Denoising loop
-        schedule = self.scheduler.timesteps
-        with self.progress_bar(total=len(schedule)) as progress:
-            for i, t in enumerate(schedule):
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = self.scheduler.scale_model_input(model_input, t)
-                # The timestep stays float32 (as released): the transformer embeds it in fp32.
-                t_batch = t.expand(model_input.shape[0]).to(device)
-                prediction = self.transformer(
-                    model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
-                    attention_kwargs=attention_kwargs,
-                ).sample
-                if do_cfg:
-                    uncond_pred, cond_pred = prediction.chunk(2)
-                    prediction = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
-                step = self.scheduler.step(prediction, t, latents, generator=generator)
-                latents = step.prev_sample
+        def preview(step: int, clean_estimate: torch.Tensor) -> None:
+            mesh = self.latents_to_meshes(clean_estimate[:1], preview_resolution, bounds, self.preview_extraction,
+                                          query_precision=query_precision)[0]
+            preview_callback(PreviewEvent(step, len(self.scheduler.timesteps), time.perf_counter() - start, mesh))
 
-                if callback_on_step_end is not None:
-                    local_vars = {"latents": latents}
-                    callback_kwargs = {k: local_vars[k] for k in callback_on_step_end_tensor_inputs}
-                    result = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                    latents = result.get("latents", latents)
-                is_last = i == len(schedule) - 1
-                if preview_callback is not None and preview_every > 0 and (i + 1) % preview_every == 0 and not is_last:
-                    preview = self.latents_to_meshes(
-                        step.pred_original_sample[:1], preview_resolution, bounds, "tracking",
-                        query_precision=query_precision,
-                    )[0]
-                    preview_callback(PreviewEvent(i + 1, len(schedule), time.perf_counter() - start, preview))
-                progress.update()
+        latents = self.sample_latents(
+            latents, cond, cond_2, guidance_scale, generator, attention_kwargs, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, preview_every if preview_callback is not None else 0, preview,
+        )
         timings["sample"] = time.perf_counter() - start
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            if not return_dict:
+                return [], []
+            return TripoSGPipelineOutput(samples=[], meshes=[], latents=latents, preprocessed=prepared, timings=timings)
 
-        # 5. Decode the field and extract meshes
+        # 4. Decode the field and extract meshes
         start = time.perf_counter()
         post = PostProcessor(remove_floaters=remove_floaters, target_faces=faces)
         meshes = self.latents_to_meshes(latents, plan.resolution, bounds, plan.method, post,
@@ -389,6 +373,105 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         if not return_dict:
             return samples, meshes
         return TripoSGPipelineOutput(samples=samples, meshes=meshes, latents=latents, preprocessed=prepared, timings=timings)
+
+    # ------------------------------------------------------------------ stages
+
+    # The volume decoder of streamed previews (coarse grids: surface tracking is the fastest there).
+    preview_extraction = "tracking"
+    # Set to True (from a callback, another thread, a UI's stop button) to end the denoising loop after this step.
+    interrupt = False
+    OUTPUT_TYPES = ("mesh", "latent")
+
+    def check_inputs(
+        self,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_tokens: int,
+        num_shapes_per_prompt: int,
+        generator,
+        seed: int | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+        output_type: str,
+        preview_every: int,
+    ) -> None:
+        """Refuse bad arguments before any work, with the fix in the message."""
+        for name, value in (("num_inference_steps", num_inference_steps), ("num_tokens", num_tokens),
+                            ("num_shapes_per_prompt", num_shapes_per_prompt)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a number >= 0 (1 or less switches guidance off), got {guidance_scale!r}")
+        if seed is not None and generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not available; choose from "
+                             f"{self._callback_tensor_inputs}")
+        if output_type not in self.OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {self.OUTPUT_TYPES}, got {output_type!r}")
+        if not isinstance(preview_every, int) or preview_every < 0:
+            raise ValueError(f"preview_every must be an integer >= 0 (0: no previews), got {preview_every!r}")
+
+    @torch.no_grad()
+    def encode_condition(
+        self, pixels: list[PIL.Image.Image] | torch.Tensor, device: torch.device, num_shapes_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`encode_image`, each image's tokens repeated `num_shapes_per_prompt` times, in the transformer's dtype;
+        with guidance, zeros (the release's unconditional context) first: batch order [uncond, cond]."""
+        cond, cond_2 = self.encode_image(pixels, device)
+        tokens = [cond, cond_2] if cond_2 is not None else [cond]
+        tokens = [t.repeat_interleave(num_shapes_per_prompt, dim=0).to(self.transformer.dtype) for t in tokens]
+        if do_classifier_free_guidance:
+            tokens = [torch.cat([torch.zeros_like(t), t]) for t in tokens]
+        return tokens[0], tokens[1] if len(tokens) > 1 else None
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        latents: torch.Tensor,
+        cond: torch.Tensor,
+        cond_2: torch.Tensor | None,
+        guidance_scale: float,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        attention_kwargs: dict | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        preview_every: int = 0,
+        preview: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """The denoising loop over `scheduler.timesteps` (set them first) from the noise `latents` (B, M, C), with
+        guidance when `cond` holds [uncond, cond]. `preview(step, clean_estimate)` is called every `preview_every`
+        steps but the last. Stops early, keeping the current latents, once `self.interrupt` is set."""
+        do_cfg = cond.shape[0] == 2 * latents.shape[0]
+        schedule = self.scheduler.timesteps
+        with self.progress_bar(total=len(schedule)) as progress:
+            for i, t in enumerate(schedule):
+                if self.interrupt:
+                    break
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                # The timestep stays float32 (as released): the transformer embeds it in fp32.
+                t_batch = t.expand(model_input.shape[0]).to(latents.device)
+                prediction = self.transformer(
+                    model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
+                    attention_kwargs=attention_kwargs,
+                ).sample
+                if do_cfg:
+                    uncond_pred, cond_pred = prediction.chunk(2)
+                    prediction = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
+                step = self.scheduler.step(prediction, t, latents, generator=generator)
+                latents = step.prev_sample
+
+                if callback_on_step_end is not None:
+                    local_vars = {"latents": latents}
+                    callback_kwargs = {k: local_vars[k] for k in callback_on_step_end_tensor_inputs}
+                    result = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = result.get("latents", latents)
+                if preview is not None and preview_every > 0 and (i + 1) % preview_every == 0 and i < len(schedule) - 1:
+                    preview(i + 1, step.pred_original_sample)
+                progress.update()
+        return latents
 
     def _prepare_images(
         self, image: ImageInput | list[ImageInput] | torch.Tensor, preprocess: bool | None, foreground_ratio: float

@@ -11,6 +11,7 @@ import torch
 import trimesh
 
 from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, decode_volume, extract_mesh
+from ..geometry.decoding import VolumeDecoder
 from ..geometry.volume import SDFFunction
 from ..models import TripoSGVAEModel
 from ..models.sdf_field import QUERY_PRECISIONS, SDFField, resolve_query_precision
@@ -75,17 +76,18 @@ def latent_to_mesh(
     latent: torch.Tensor,
     octree_resolution: int = 256,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
-    extraction: str = "tracking",
+    extraction: str | VolumeDecoder = "tracking",
     chunk_size: int = 10_000,
     query_precision: str = "auto",
     **volume_kwargs,
 ) -> trimesh.Trimesh | None:
     """Decode one shape's latents, (M, C) or (1, M, C), to its zero-level mesh; None when the field has no
-    surface. `extraction` is a volume decoding method ("tracking", "hierarchical", "dense"); `query_precision`
+    surface. `extraction` is a volume decoding method ("tracking", "hierarchical", "dense") or decoder instance; `query_precision`
     is "auto", "full" or "bf16" (see `SDFField`); `volume_kwargs` go to the volume decoder (e.g.
     `probe_resolution` for tracking, `coarse_resolution` for hierarchical)."""
     sdf_fn = field_function(vae, latent, query_precision, chunk_size)
-    volume_kwargs.setdefault("chunk_size", chunk_size)
+    if isinstance(extraction, str):  # a decoder instance carries its own settings
+        volume_kwargs.setdefault("chunk_size", chunk_size)
     volume = decode_volume(sdf_fn, bounds, octree_resolution, method=extraction, **volume_kwargs)
     try:
         return extract_mesh(volume)
