@@ -67,6 +67,20 @@ def test_generate_other_format_and_options(model_dir, tmp_path):
     assert refused.returncode == 2 and "invalid choice: 'octree'" in refused.stderr
 
 
+def test_background_method_is_chosen_on_the_command_line(model_dir, tmp_path):
+    """A square on a plain grey background with no alpha: "alpha" has nothing to use and fails that image with the
+    reason; "uniform" cuts the square out."""
+    img = np.full((64, 64, 3), 128, np.uint8)
+    img[20:44, 20:44] = (250, 200, 0)
+    Image.fromarray(img).save(tmp_path / "grey.png")
+    common = ["--model", str(model_dir), "--steps", "2", "--seed", "1"]
+    forced = run_cli("generate", str(tmp_path / "grey.png"), "-o", str(tmp_path / "a"), "--background", "alpha", *common)
+    assert forced.returncode != 0 and "alpha" in forced.stderr
+    plain = run_cli("generate", str(tmp_path / "grey.png"), "-o", str(tmp_path / "u"), "--background", "uniform", *common)
+    assert plain.returncode == 0, plain.stderr
+    assert (tmp_path / "u" / "grey.glb").is_file()
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     result = run_cli("generate", "x.png", "--model", str(tmp_path / "nope"), "-o", str(tmp_path))
     assert result.returncode == 2

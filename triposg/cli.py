@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .geometry import SUPPORTED_FORMATS, VOLUME_DECODERS, export_mesh
 from .loading import load_pipeline
+from .preprocessing import BACKGROUND_METHODS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--extraction", choices=tuple(VOLUME_DECODERS), default="tracking",
                      help="volume decoding: tracking (fastest, the dense surface), hierarchical or dense")
     gen.add_argument("--faces", type=int, default=None, help="reduce each mesh to at most this many faces")
+    gen.add_argument("--background", choices=BACKGROUND_METHODS, default="auto",
+                     help="how the object is cut out: auto (alpha, rembg, plain background, then the offline photo "
+                          "cut-out), or force one method; none keeps the whole image")
     gen.add_argument("--format", choices=SUPPORTED_FORMATS, default="glb", help="output file format")
     gen.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     return parser
@@ -46,6 +50,7 @@ def generate(args: argparse.Namespace) -> int:
         faces=args.faces,
         query_precision=defaults.query_precision,
         preprocess=True,  # photos and renders alike are framed the way the models were trained
+        background=args.background,
     )
     seed = args.seed if args.seed is not None else defaults.seed
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -247,6 +247,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         extraction: str | VolumeDecoder | None = None,
         query_precision: str | None = None,
         preprocess: bool | None = None,
+        background: str = "auto",
         foreground_ratio: float = 0.9,
         remove_floaters: bool = True,
         faces: int | None = None,
@@ -291,6 +292,8 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             preprocess: True: remove the background, crop and pad (raw photos); False: use the images as they
                 are; None (default): as they are when already framed (square, opaque, white outer ring, what the
                 release's `prepare_image` makes), else preprocessed.
+            background: how preprocessing finds the object: "auto" (alpha, rembg, plain background, then the
+                offline photo cut-out), or force "alpha", "rembg", "uniform", "grabcut" or "none".
             foreground_ratio: share of the square the foreground's long side fills when preprocessing (paper 0.9).
             remove_floaters, faces: post-processing (drop small components; reduce to `faces` faces).
             preview_every, preview_callback, preview_resolution: every k steps decode the current clean-latent
@@ -322,7 +325,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
 
         # 1. Preprocess the images
         start = time.perf_counter()
-        pixels, prepared = self._prepare_images(image, preprocess, foreground_ratio)
+        pixels, prepared = self._prepare_images(image, preprocess, foreground_ratio, background)
         timings["preprocess"] = time.perf_counter() - start
 
         # 2. Encode the condition
@@ -474,7 +477,8 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         return latents
 
     def _prepare_images(
-        self, image: ImageInput | list[ImageInput] | torch.Tensor, preprocess: bool | None, foreground_ratio: float
+        self, image: ImageInput | list[ImageInput] | torch.Tensor, preprocess: bool | None, foreground_ratio: float,
+        background: str = "auto",
     ) -> tuple[list[PIL.Image.Image] | torch.Tensor, list[PreprocessResult] | None]:
         """The images to encode (framed RGB images, or the caller's pixel tensor) and what preprocessing did."""
         if isinstance(image, torch.Tensor):
@@ -499,5 +503,5 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             if preprocess is None and looks_prepared(loaded):
                 prepared.append(prepare_as_is(loaded))
             else:
-                prepared.append(preprocess_image(loaded, foreground_ratio=foreground_ratio))
+                prepared.append(preprocess_image(loaded, foreground_ratio=foreground_ratio, background=background))
         return [p.image for p in prepared], prepared
