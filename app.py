@@ -79,6 +79,7 @@ from evaluation.variants import (
 from triposg.geometry import SUPPORTED_FORMATS, export_mesh
 from triposg.loading import GenerationDefaults, load_pipeline
 from triposg.pipelines import PreviewEvent, TripoSGPipeline, TripoSGPipelineOutput
+from triposg.pipelines.generation_config import LIMITS, check_resolution, checked_number
 from triposg.preprocessing import (
     LOW_CONFIDENCE,
     MAX_SIDE,
@@ -101,8 +102,8 @@ DEFAULT_FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 DEFAULT_TARGET_FACES = 50_000  # enough for smooth shading, small enough for a browser viewer
 PREVIEWS_PER_RUN = 4  # the 3D preview updates about this often per generation (each ~0.1 s: a coarse decode)
 PREVIEW_RESOLUTION = 32  # coarse on purpose: a preview (~0.1 s) should cost less than two sampling steps
-MAX_STEPS = 200  # API callers can ask for anything; beyond this a request only blocks the queue
-MAX_TOKENS = 4096  # twice the release's 2048; larger sets only cost time and memory
+MAX_STEPS = int(LIMITS["num_inference_steps"][1])  # the one set of limits (triposg.pipelines.generation_config)
+MAX_TOKENS = int(LIMITS["num_tokens"][1])
 SESSION_MAX_AGE_S = 24 * 3600  # API clients never fire "unload": their folders are swept after a day
 GPU_DURATION_S = 120  # ZeroGPU time slice for the default settings; `gpu_duration` scales it per request
 MAX_GPU_DURATION_S = 300
@@ -199,28 +200,43 @@ def parse_settings(seed, randomize_seed, steps, guidance_scale, num_tokens, octr
                    simplify, target_faces) -> GenerationSettings:
     """Check the raw UI/API values and return them typed; `gr.Error` names the bad value and its range."""
 
-    def number(name: str, value, kind: type, low: float, high: float):
+    def number(name: str, label: str, value, kind: type):
         try:
-            value = kind(value)
+            return checked_number(name, value, kind, label)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    def ratio(value) -> float:
+        try:
+            value = float(value)
         except (TypeError, ValueError):
-            raise gr.Error(f"{name} must be a number, got {value!r}") from None
-        if not low <= value <= high:
-            raise gr.Error(f"{name} must be between {low} and {high}, got {value}")
+            raise gr.Error(f"foreground ratio must be a number, got {value!r}") from None
+        if not 0.05 <= value <= 1.0:
+            raise gr.Error(f"foreground ratio must be between 0.05 and 1, got {value:g}")
         return value
 
     if randomize_seed:
         seed = random.randrange(2**31)
-    resolution = number("extraction resolution", octree_resolution, int, 32, max(RESOLUTION_CHOICES))
-    if resolution % 32 or resolution & (resolution - 1):
-        raise gr.Error(f"extraction resolution must be one of {RESOLUTION_CHOICES}, got {resolution}")
+    try:
+        resolution = check_resolution(octree_resolution, "tracking", "extraction resolution")
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    faces = None
+    if simplify:
+        try:
+            faces = int(float(target_faces))
+        except (TypeError, ValueError):
+            raise gr.Error(f"target faces must be a number, got {target_faces!r}") from None
+        if not 100 <= faces <= 10_000_000:
+            raise gr.Error(f"target faces must be between 100 and 10000000, got {faces}")
     return GenerationSettings(
-        seed=number("seed", seed, int, 0, 2**32 - 1),
-        num_inference_steps=number("inference steps", steps, int, 1, MAX_STEPS),
-        guidance_scale=number("guidance scale", guidance_scale, float, 0.0, 50.0),
-        num_tokens=number("latent tokens", num_tokens, int, 1, MAX_TOKENS),
+        seed=number("seed", "seed", seed, int),
+        num_inference_steps=number("num_inference_steps", "inference steps", steps, int),
+        guidance_scale=number("guidance_scale", "guidance scale", guidance_scale, float),
+        num_tokens=number("num_tokens", "latent tokens", num_tokens, int),
         octree_resolution=resolution,
-        foreground_ratio=number("foreground ratio", foreground_ratio, float, 0.05, 1.0),
-        faces=number("target faces", target_faces, int, 100, 10_000_000) if simplify else None,
+        foreground_ratio=ratio(foreground_ratio),
+        faces=faces,
     )
 
 

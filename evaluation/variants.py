@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import os
 import re
 import threading
@@ -34,6 +33,7 @@ import trimesh
 from triposg.geometry import EmptySurfaceError, export_mesh
 from triposg.loading import GenerationDefaults, default_model_path, load_pipeline
 from triposg.pipelines import TripoSGPipeline
+from triposg.pipelines.generation_config import check_resolution, checked_number
 from triposg.preprocessing import load_image, preprocess_image
 from triposg.rendering import EVALUATION_CAMERA, normalize_mesh, render
 from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
@@ -68,8 +68,6 @@ MODEL_SAMPLER = "model"  # the model's own scheduler, unchanged
 EXTRACTION_METHODS = ("tracking", "hierarchical", "dense")  # the first is the default
 NORMAL_RENDER_RESOLUTION = 256  # side of the side-by-side normal renders
 FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
-MAX_STEPS = 200
-MAX_TOKENS = 4096
 # Trained ablation variants shipped for side-by-side viewing: `<dir>/<group>/<variant>/` pipeline folders
 # (training.ablations trains them; assets/ablation-variants/README.md says how they were made).
 SHIPPED_VARIANTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "ablation-variants"
@@ -131,8 +129,6 @@ def parse_variant_rows(rows: Iterable[Mapping[str, Any]], min_count: int = 2, ma
         model = str(row.get("model") or "").strip()
         if not model:
             continue
-        number_in = functools.partial(_number_in, row, number)
-
         sampler = str(row.get("sampler") or MODEL_SAMPLER).strip()
         if sampler != MODEL_SAMPLER and sampler not in SAMPLERS:
             raise ValueError(f"variant {number}: sampler must be {MODEL_SAMPLER!r} or one of "
@@ -141,19 +137,17 @@ def parse_variant_rows(rows: Iterable[Mapping[str, Any]], min_count: int = 2, ma
         if extraction not in EXTRACTION_METHODS:
             raise ValueError(f"variant {number}: extraction must be one of {', '.join(EXTRACTION_METHODS)}, "
                              f"got {extraction!r}")
-        resolution = number_in("octree_resolution", int, 32, 512)
-        if extraction == "hierarchical" and (resolution % 32 or resolution & (resolution - 1)):
-            raise ValueError(f"variant {number}: hierarchical extraction needs a power-of-two resolution "
-                             f"from 32 to 512, got {resolution}")
-        if extraction == "tracking" and resolution % 2:
-            raise ValueError(f"variant {number}: tracking extraction needs an even resolution, got {resolution}")
-        specs.append(VariantSpec(
-            model=model, sampler=sampler,
-            num_inference_steps=number_in("num_inference_steps", int, 1, MAX_STEPS),
-            guidance_scale=number_in("guidance_scale", float, 0.0, 50.0),
-            num_tokens=number_in("num_tokens", int, 1, MAX_TOKENS),
-            octree_resolution=resolution, extraction=extraction,
-        ))
+        try:
+            resolution = check_resolution(row.get("octree_resolution"), extraction)
+            specs.append(VariantSpec(
+                model=model, sampler=sampler,
+                num_inference_steps=checked_number("num_inference_steps", row.get("num_inference_steps"), int),
+                guidance_scale=checked_number("guidance_scale", row.get("guidance_scale"), float),
+                num_tokens=checked_number("num_tokens", row.get("num_tokens"), int),
+                octree_resolution=resolution, extraction=extraction,
+            ))
+        except ValueError as error:
+            raise ValueError(f"variant {number}: {error}") from None
     if not min_count <= len(specs) <= max_count:
         raise ValueError(f"choose {min_count} to {max_count} variants (rows with a model), got {len(specs)}")
     return specs
@@ -185,17 +179,6 @@ def shipped_variant_specs(paths: Iterable[str | os.PathLike]) -> list[VariantSpe
         specs.append(VariantSpec(shown, MODEL_SAMPLER, defaults.num_inference_steps, defaults.guidance_scale,
                                  defaults.num_tokens, defaults.octree_resolution))
     return specs
-
-
-def _number_in(row: Mapping[str, Any], number: int, name: str, kind: type, low: float, high: float):
-    """`row[name]` as `kind` within [low, high]; `ValueError` naming variant `number` otherwise."""
-    try:
-        value = kind(float(row.get(name)))
-    except (TypeError, ValueError):
-        raise ValueError(f"variant {number}: {name} must be a number, got {row.get(name)!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"variant {number}: {name} must be between {low} and {high}, got {value}")
-    return value
 
 
 class PipelineCache:

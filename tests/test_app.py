@@ -81,7 +81,9 @@ def test_randomize_seed_and_settings_are_checked():
     seeds = {app.parse_settings(0, True, 2, 3.0, 16, 32, 0.9, False, 0).seed for _ in range(5)}
     assert len(seeds) > 1
     assert app.parse_settings(7, False, 2, 3.0, 16, 32, 0.9, True, 500).faces == 500
-    for bad, message in [({"steps": 0}, "inference steps"), ({"octree_resolution": 100}, "resolution"),
+    assert app.parse_settings(7, False, 2, 3.0, 16, 96, 0.9, False, 0).octree_resolution == 96  # geometry takes it
+    for bad, message in [({"steps": 0}, "inference steps must be between 1 and 200"),
+                         ({"octree_resolution": 101}, "resolution"), ({"octree_resolution": 4096}, "between 8"),
                          ({"num_tokens": "many"}, "latent tokens must be a number"),
                          ({"foreground_ratio": 1.5}, "foreground ratio")]:
         values = {**FAST, **bad}

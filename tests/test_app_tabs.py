@@ -112,10 +112,13 @@ def test_variant_rows_are_validated():
         parse_variant_rows(rows[:1])
     with pytest.raises(ValueError, match="variant 2: sampler must be"):
         parse_variant_rows([rows[0], {**rows[1], "sampler": "euler-a"}])
-    with pytest.raises(ValueError, match="power-of-two"):
-        parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48, "extraction": "hierarchical"}])
+    with pytest.raises(ValueError, match="variant 2: octree_resolution must be between 8 and 1024"):
+        parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 2048, "extraction": "hierarchical"}])
+    assert parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 96, "extraction": "hierarchical"}])
     with pytest.raises(ValueError, match="even resolution"):
         parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 49}])
+    with pytest.raises(ValueError, match="variant 1: num_tokens must be between 1 and 4096"):
+        parse_variant_rows([{**rows[0], "num_tokens": 10_000}, rows[1]])
     assert parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48}])[1].extraction == "tracking"
     with pytest.raises(gr.Error, match="variant 2: octree_resolution must be a number"):
         app.read_variants({"headers": list(rows[0]), "data": [list(rows[0].values()), ["loaded", "model", "x"]]})

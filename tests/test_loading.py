@@ -73,3 +73,18 @@ def test_a_plain_call_samples_with_the_folders_generation_config(tmp_path):
     assert GenerationDefaults.from_folder(tmp_path / "again") == tuned
     with pytest.raises(TypeError, match="GenerationDefaults"):
         pipe.generation_defaults = {"num_inference_steps": 3}
+
+
+def test_generation_settings_have_one_set_of_limits(tmp_path):
+    assert GenerationDefaults().validate() == GenerationDefaults()
+    assert GenerationDefaults(octree_resolution=96).validate()  # any even resolution for tracking
+    assert GenerationDefaults(octree_resolution=97).validate(extraction="dense")
+    for bad, message in [(dict(num_inference_steps=0), "num_inference_steps must be between 1 and 200"),
+                         (dict(num_tokens=5000), "num_tokens"), (dict(guidance_scale=-1.0), "guidance_scale"),
+                         (dict(octree_resolution=97), "even resolution"), (dict(query_precision="fp8"), "query_precision"),
+                         (dict(num_inference_steps=2.5), "whole number")]:
+        with pytest.raises(ValueError, match=message):
+            GenerationDefaults(**bad).validate()
+    (tmp_path / "generation_config.json").write_text('{"num_inference_steps": 0}')
+    with pytest.raises(ValueError, match="generation_config.json is invalid: num_inference_steps"):
+        GenerationDefaults.from_folder(tmp_path)

@@ -6,10 +6,47 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from ..models.sdf_field import QUERY_PRECISIONS
 from ..offline import offline_requested
 
 GENERATION_CONFIG_NAME = "generation_config.json"
+
+# The one set of limits for settings that arrive from outside (the demo's controls and API, the variant tables,
+# a folder's generation_config.json): beyond them a request only blocks a shared queue. The pipeline itself
+# refuses only what cannot run (see `TripoSGPipeline.check_inputs`).
+LIMITS: dict[str, tuple[float, float]] = {
+    "num_inference_steps": (1, 200),
+    "guidance_scale": (0.0, 50.0),
+    "num_tokens": (1, 4096),  # twice the release's 2048
+    "octree_resolution": (8, 1024),
+    "seed": (0, 2**32 - 1),
+}
+
+
+def checked_number(name: str, value: Any, kind: type, label: str | None = None) -> int | float:
+    """`value` as `kind` within `LIMITS[name]`, or a ValueError naming the setting (as `label`) and its range."""
+    label = label or name
+    try:
+        number = kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} must be a number, got {value!r}") from None
+    if kind is int and float(value) != number:
+        raise ValueError(f"{label} must be a whole number, got {value!r}")
+    low, high = LIMITS[name]
+    if not low <= number <= high:
+        raise ValueError(f"{label} must be between {low:g} and {high:g}, got {number:g}")
+    return number
+
+
+def check_resolution(resolution: int, extraction: str, label: str = "octree_resolution") -> int:
+    """Surface tracking needs an even number of cells per side (it halves the grid at least once); hierarchical and
+    dense extraction take any (the hierarchical coarse level is chosen to divide it)."""
+    resolution = checked_number("octree_resolution", resolution, int, label)
+    if extraction == "tracking" and resolution % 2:
+        raise ValueError(f"tracking extraction needs an even resolution, got {label}={resolution}")
+    return resolution
 
 
 @dataclass
@@ -26,6 +63,17 @@ class GenerationDefaults:
     # the model was checked with bf16 queries ("auto": bf16 on CPUs with native bf16, about 2x faster).
     query_precision: str = "full"
 
+    def validate(self, extraction: str = "tracking") -> "GenerationDefaults":
+        """These settings checked against `LIMITS` (and the resolution against `extraction`); returns self or
+        raises ValueError naming the bad setting."""
+        for name, kind in (("num_inference_steps", int), ("guidance_scale", float), ("num_tokens", int),
+                           ("seed", int)):
+            checked_number(name, getattr(self, name), kind)
+        check_resolution(self.octree_resolution, extraction)
+        if self.query_precision not in QUERY_PRECISIONS:
+            raise ValueError(f"query_precision must be one of {QUERY_PRECISIONS}, got {self.query_precision!r}")
+        return self
+
     @classmethod
     def from_folder(cls, folder: str | os.PathLike | None) -> "GenerationDefaults":
         path = Path(folder) / GENERATION_CONFIG_NAME if folder is not None else None
@@ -33,7 +81,11 @@ class GenerationDefaults:
             return cls()
         known = {f.name for f in fields(cls)}
         values = json.loads(path.read_text())
-        return cls(**{k: v for k, v in values.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in values.items() if k in known}).validate()
+        except ValueError as error:
+            raise ValueError(f"the model folder's {GENERATION_CONFIG_NAME} is invalid: {error}; fix or delete the "
+                             "file (without it the release's settings are used)") from None
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike) -> "GenerationDefaults":
