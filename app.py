@@ -901,6 +901,20 @@ def build_arena_tab(handlers: AblationHandlers, defaults: GenerationDefaults) ->
                  api_visibility="private")
 
 
+def describe_model(pipe: TripoSGPipeline, defaults: GenerationDefaults, model: str | None) -> str:
+    """One line on the loaded model: what it is, how big, what it was trained on (so nobody expects more)."""
+    millions = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6
+    size = f"{millions:.0f}M" if millions >= 10 else f"{millions:.1f}M"
+    what = (f"a {size}-parameter flow transformer, {defaults.num_tokens} latent tokens, "
+            f"{defaults.num_inference_steps} steps by default")
+    if model in (None, DEFAULT_MODEL):
+        return (f"**Model: the embedded default** — {what}. It is small and was trained only on this project's 20 "
+                "procedural shape families (boxes, chairs, mugs, lamps, …): expect the nearest such shape, and "
+                "thin parts that may break. For real objects start the demo with `--model VAST-AI/TripoSG`.")
+    name = Path(model).name if os.sep in str(model) else str(model)
+    return f"**Model: {name}** — {what}."
+
+
 def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_root: str | os.PathLike | None = None,
                results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, model: str | None = None,
                cache_examples: bool = False) -> gr.Blocks:
@@ -918,6 +932,7 @@ def build_demo(pipe: TripoSGPipeline, defaults: GenerationDefaults, sessions_roo
     with gr.Blocks(title="TripoSG", delete_cache=(3600, SESSION_MAX_AGE_S)) as demo:
         gr.Markdown("# TripoSG — image to 3D\nUpload a photo or render of one object; check its cut-out "
                     "(*Cut out only*) and correct it with strokes when the background fooled it.")
+        gr.Markdown(describe_model(pipe, defaults, model), elem_id="model-summary")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 build_generate_tab(handlers, defaults, cache_examples)

@@ -170,6 +170,16 @@ def test_each_run_gets_its_own_scheduler_but_shares_the_weights(handlers):
     assert run.transformer is handlers.pipe.transformer and run.vae is handlers.pipe.vae
 
 
+def test_the_demo_says_what_the_loaded_model_is():
+    pipe = make_random_pipeline(seed=0)
+    default = app.describe_model(pipe, GenerationDefaults(num_tokens=256, num_inference_steps=20), None)
+    assert "embedded default" in default and "20 procedural shape families" in default and "256 latent tokens" in default
+    millions = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6
+    assert f"{millions:.1f}M-parameter" in default
+    other = app.describe_model(pipe, GenerationDefaults(), "/models/my-finetune")
+    assert other.startswith("**Model: my-finetune**") and "/models" not in other and "procedural" not in other
+
+
 def test_building_the_demo_writes_nothing_beside_app_py(handlers, tmp_path):
     app.build_demo(handlers.pipe, GenerationDefaults(), tmp_path)
     assert not Path(app.__file__).with_suffix(".pyi").exists()  # gradio stubs every Component subclass

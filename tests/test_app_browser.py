@@ -85,6 +85,8 @@ def test_upload_generate_view_and_download_in_chromium(demo, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             page.goto(url)
+            summary = page.locator("#model-summary").inner_text()
+            assert "embedded default" in summary and "procedural shape families" in summary, summary
             upload = page.locator("#input-image input[type=file]")
 
             # A broken upload gets a clear message in the page, and the app keeps serving.
