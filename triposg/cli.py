@@ -33,12 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how the object is cut out: auto (alpha, rembg, plain background, then the offline photo "
                           "cut-out), or force one method; none keeps the whole image")
     gen.add_argument("--format", choices=SUPPORTED_FORMATS, default="glb", help="output file format")
+    gen.add_argument("--texture", action="store_true",
+                     help="colour the mesh from the input image (vertex colours; GLB, PLY and OBJ keep them)")
     gen.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     return parser
 
 
 def generate(args: argparse.Namespace) -> int:
     """Run the pipeline on every image; a failure is reported and the others go on. Returns the exit code."""
+    if args.texture and args.format == "stl":
+        raise ValueError("STL files have no colours: use --format glb, ply or obj with --texture")
     pipe, defaults = load_pipeline(args.model, args.device)
     pipe.set_progress_bar_config(disable=True)
     settings = dict(
@@ -51,6 +55,7 @@ def generate(args: argparse.Namespace) -> int:
         query_precision=defaults.query_precision,
         preprocess=True,  # photos and renders alike are framed the way the models were trained
         background=args.background,
+        texture=args.texture,
     )
     seed = args.seed if args.seed is not None else defaults.seed
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +67,8 @@ def generate(args: argparse.Namespace) -> int:
             output = pipe(str(image_path), seed=seed, **settings)
             metadata = {"source_image": image_path.name, "seed": seed, "model": str(args.model or "default"),
                         **settings, "timings": output.timings}
+            if output.texturing:
+                metadata["texturing"] = output.texturing[0].metadata()
             export_mesh(output.meshes[0], target, args.format, metadata=metadata)
             tqdm.write(f"{image_path} -> {target} ({len(output.meshes[0].faces)} faces, "
                        f"{time.perf_counter() - start:.1f} s)")

@@ -7,7 +7,14 @@ from triposg.geometry.decoding import (
     default_coarse_resolution,
     default_probe_resolution,
 )
-from triposg.geometry.export import SUPPORTED_FORMATS, export_mesh, read_glb_metadata
+from triposg.geometry.export import (
+    SUPPORTED_FORMATS,
+    export_mesh,
+    linear_to_srgb,
+    read_glb_metadata,
+    read_mesh,
+    srgb_to_linear,
+)
 from triposg.geometry.postprocess import PostProcessor, remove_floaters, simplify
 from triposg.geometry.surface import EmptySurfaceError, extract_mesh, extract_surface
 from triposg.geometry.tracking import SurfaceTrackingDecoder
@@ -30,7 +37,10 @@ __all__ = [
     "export_mesh",
     "extract_mesh",
     "extract_surface",
+    "linear_to_srgb",
     "read_glb_metadata",
+    "read_mesh",
     "remove_floaters",
     "simplify",
+    "srgb_to_linear",
 ]

@@ -1,4 +1,9 @@
-"""Mesh export to GLB / OBJ / PLY / STL, with the generation parameters stored inside GLB files."""
+"""Mesh export to GLB / OBJ / PLY / STL, with the generation parameters stored inside GLB files.
+
+Vertex colours (texturing) are sRGB in memory, as images are, and so in PLY and OBJ (`v x y z r g b`, which
+MeshLab and Blender read). glTF defines `COLOR_0` as linear, so GLB files get them linearised and `read_mesh`
+undoes that: viewers (three.js, Babylon, Blender) then show the colours of the input image. STL has no colours.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import trimesh
 from trimesh.exchange.gltf import export_glb
 
@@ -49,13 +55,48 @@ def export_mesh(
         )
 
     if file_format == "glb":
-        data = export_glb(mesh, tree_postprocessor=_glb_extras_writer(metadata))
+        data = export_glb(_linear_vertex_colors(mesh), tree_postprocessor=_glb_extras_writer(metadata))
     else:
         data = mesh.export(file_type=file_format)
         if isinstance(data, str):
             data = data.encode("utf-8")
     write_bytes_atomic(path, data)
     return path
+
+
+def srgb_to_linear(colors: np.ndarray) -> np.ndarray:
+    """8-bit sRGB(A) colours (..., 3 or 4) → 8-bit linear (the sRGB transfer function; alpha is kept)."""
+    colors = np.asarray(colors)
+    values = colors[..., :3].astype(np.float64) / 255.0
+    linear = np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+    return np.concatenate([np.round(linear * 255.0), colors[..., 3:]], axis=-1).astype(np.uint8)
+
+
+def linear_to_srgb(colors: np.ndarray) -> np.ndarray:
+    """Inverse of `srgb_to_linear`, up to 8-bit rounding."""
+    colors = np.asarray(colors)
+    values = colors[..., :3].astype(np.float64) / 255.0
+    encoded = np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1.0 / 2.4) - 0.055)
+    return np.concatenate([np.round(encoded * 255.0), colors[..., 3:]], axis=-1).astype(np.uint8)
+
+
+def _linear_vertex_colors(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """`mesh`, or a copy whose sRGB vertex colours are linearised for glTF's COLOR_0."""
+    if mesh.visual.kind != "vertex":
+        return mesh
+    linear = mesh.copy()
+    linear.visual.vertex_colors = srgb_to_linear(mesh.visual.vertex_colors)
+    return linear
+
+
+def read_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
+    """One mesh from a file `export_mesh` wrote (any supported format; a GLB scene is merged), vertex colours in
+    sRGB (a GLB's linear COLOR_0 converted back)."""
+    path = Path(path)
+    mesh = trimesh.load(path, force="mesh", process=False)
+    if path.suffix.lower() == ".glb" and mesh.visual.kind == "vertex":
+        mesh.visual.vertex_colors = linear_to_srgb(mesh.visual.vertex_colors)
+    return mesh
 
 
 def _glb_extras_writer(metadata: dict[str, Any] | None):

@@ -30,6 +30,7 @@ from ..preprocessing import (
     prepare_as_is,
     preprocess_image,
 )
+from ..texturing import MeshTexturer, TexturingConfig, TexturingResult
 from .generation_config import GenerationDefaults
 from .lora import TripoSGLoraLoaderMixin
 from .official_args import as_bounds, plan_extraction
@@ -57,7 +58,9 @@ class TripoSGPipelineOutput(BaseOutput):
     `meshes`: the same as `trimesh.Trimesh`. `latents`: (B, M, C) final latents.
     `preprocessed`: what preprocessing did to each input (image, mask, method; method "as-is" for an image
     already framed on white), None when skipped (`preprocess=False` or pixel tensors).
-    `timings`: seconds per stage ("preprocess", "encode", "sample", "extract").
+    `timings`: seconds per stage ("preprocess", "encode", "sample", "extract", and "texture" when textured).
+    `texturing`: with `texture=True`, one `TexturingResult` per mesh (the recovered camera, the share of surface seen);
+    `meshes` are then the coloured meshes (sRGB vertex colours), `samples` the same geometry.
     """
 
     samples: list[tuple[np.ndarray, np.ndarray]]
@@ -65,6 +68,7 @@ class TripoSGPipelineOutput(BaseOutput):
     latents: torch.Tensor
     preprocessed: list[PreprocessResult] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    texturing: list[TexturingResult] | None = None
 
 
 class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
@@ -255,6 +259,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         preview_callback: Callable[[PreviewEvent], None] | None = None,
         preview_resolution: int = 32,
         output_type: str = "mesh",
+        texture: bool | TexturingConfig = False,
     ) -> TripoSGPipelineOutput | tuple:
         """Generate `num_shapes_per_prompt` meshes per input image.
 
@@ -300,12 +305,14 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                 estimate into a coarse mesh and pass a `PreviewEvent` (for streaming UIs).
             output_type: "mesh" (default), or "latent" to stop after sampling (no extraction; `samples` and
                 `meshes` empty, `latents` filled) and decode later with `latents_to_meshes`.
+            texture: True (or a `TexturingConfig`) colours each mesh from its preprocessed image (`texture_meshes`;
+                vertex colours, offline, ~1 s for 50k faces on a CPU); the results are in `texturing`.
         Returns:
             `TripoSGPipelineOutput`, or `(samples, meshes)` when `return_dict=False`.
 
         The stages are methods of their own: `check_inputs`, `encode_condition`, `prepare_latents`,
         `sample_latents` (the denoising loop; set `pipe.interrupt = True`, e.g. from a callback, to stop after the
-        current step) and `latents_to_meshes`.
+        current step), `latents_to_meshes` and `texture_meshes`.
         """
         defaults = self.generation_defaults
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -313,7 +320,10 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         num_tokens = defaults.num_tokens if num_tokens is None else num_tokens
         query_precision = defaults.query_precision if query_precision is None else query_precision
         self.check_inputs(num_inference_steps, guidance_scale, num_tokens, num_shapes_per_prompt, generator, seed,
-                          callback_on_step_end_tensor_inputs, output_type, preview_every)
+                          callback_on_step_end_tensor_inputs, output_type, preview_every, texture)
+        if texture is not False and isinstance(image, torch.Tensor):
+            raise ValueError("texture=True needs the images themselves (their colours), not DINOv2 pixel values: "
+                             "pass PIL images, arrays or paths")
         plan = plan_extraction(octree_resolution, extraction, defaults.octree_resolution, dense_octree_depth,
                                hierarchical_octree_depth, flash_octree_depth, use_flash_decoder)
         bounds = as_bounds(bounds)
@@ -373,9 +383,20 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         samples = [(np.asarray(m.vertices, dtype=np.float32), np.ascontiguousarray(m.faces, dtype=np.int32))
                    for m in meshes]
         self.maybe_free_model_hooks()
+
+        # 5. Colour the meshes from their images
+        texturing = None
+        if texture is not False:
+            start = time.perf_counter()
+            config = texture if isinstance(texture, TexturingConfig) else None
+            texturing = self.texture_meshes(meshes, prepared if prepared is not None else pixels,
+                                            num_shapes_per_prompt, config)
+            meshes = [result.mesh for result in texturing]
+            timings["texture"] = time.perf_counter() - start
         if not return_dict:
             return samples, meshes
-        return TripoSGPipelineOutput(samples=samples, meshes=meshes, latents=latents, preprocessed=prepared, timings=timings)
+        return TripoSGPipelineOutput(samples=samples, meshes=meshes, latents=latents, preprocessed=prepared,
+                                     timings=timings, texturing=texturing)
 
     # ------------------------------------------------------------------ stages
 
@@ -396,6 +417,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         callback_on_step_end_tensor_inputs: Sequence[str],
         output_type: str,
         preview_every: int,
+        texture: bool | TexturingConfig = False,
     ) -> None:
         """Refuse bad arguments before any work, with the fix in the message."""
         for name, value in (("num_inference_steps", num_inference_steps), ("num_tokens", num_tokens),
@@ -414,6 +436,11 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             raise ValueError(f"output_type must be one of {self.OUTPUT_TYPES}, got {output_type!r}")
         if not isinstance(preview_every, int) or preview_every < 0:
             raise ValueError(f"preview_every must be an integer >= 0 (0: no previews), got {preview_every!r}")
+        if not isinstance(texture, (bool, TexturingConfig)):
+            raise ValueError(f"texture must be True, False or a TexturingConfig, got {texture!r}")
+        if texture is not False and output_type == "latent":
+            raise ValueError("texture=True colours meshes, but output_type='latent' makes none: use output_type='mesh', "
+                             "or call texture_meshes after latents_to_meshes")
 
     @torch.no_grad()
     def encode_condition(
@@ -475,6 +502,22 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                     preview(i + 1, step.pred_original_sample)
                 progress.update()
         return latents
+
+    def texture_meshes(
+        self,
+        meshes: Sequence[trimesh.Trimesh],
+        images: Sequence[PreprocessResult | PIL.Image.Image],
+        num_shapes_per_prompt: int = 1,
+        config: TexturingConfig | None = None,
+    ) -> list[TexturingResult]:
+        """Colour each mesh from the preprocessed image it was generated from (`triposg.texturing`): mesh i from
+        image i // `num_shapes_per_prompt`, as `__call__` orders them. `images`: the output's `preprocessed` (their
+        masks are used), or framed images on white. Returns one `TexturingResult` per mesh (`.mesh` is coloured)."""
+        if len(meshes) != len(images) * num_shapes_per_prompt:
+            raise ValueError(f"{len(meshes)} meshes for {len(images)} images × {num_shapes_per_prompt} shapes each: "
+                             "pass the images the meshes were generated from, in order")
+        texturer = MeshTexturer(config)
+        return [texturer(mesh, images[i // num_shapes_per_prompt]) for i, mesh in enumerate(meshes)]
 
     def _prepare_images(
         self, image: ImageInput | list[ImageInput] | torch.Tensor, preprocess: bool | None, foreground_ratio: float,
