@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import Subset
@@ -307,14 +308,26 @@ class CachedLatents:
 
 def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
     """Encode every training object of `data` that is not cached yet, at each token count, into
-    `data.latent_cache` (one surface read per object; a resumed run finds them cached and reads nothing)."""
+    `data.latent_cache` (one surface read per object; a resumed run finds them cached and reads nothing).
+
+    Under `accelerate launch` each process encodes every `num_processes`-th missing object on its own device,
+    then all wait for the cache to be complete: N GPUs fill it N times faster (one file per object, written
+    atomically, so processes never write the same file)."""
+    state = PartialState(cpu=not torch.cuda.is_available())  # the state the training's Accelerator will share
     dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, load_image=False,
                                include_flagged=data.include_flagged, per_family=data.objects_per_family)
+    vae.to(state.device)
+    missing = {}
     for num_tokens in data.token_counts:
         store = LatentStore.for_vae(data.latent_cache, vae, num_tokens)
-        missing = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
-        if missing:
-            build_latent_store(vae, Subset(dataset, missing), num_tokens, data.latent_cache)
+        missing[num_tokens] = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
+    state.wait_for_everyone()  # every process has the same lists before any writes: the shares do not overlap
+    for num_tokens, indices in missing.items():
+        share = indices[state.process_index::state.num_processes]
+        if share:
+            build_latent_store(vae, Subset(dataset, share), num_tokens, data.latent_cache,
+                               progress=state.is_local_main_process)
+    state.wait_for_everyone()
 
 
 def make_loss_fn(

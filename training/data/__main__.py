@@ -2,6 +2,7 @@
 
     python -m training.data build --source procedural --num 3000 --out data/procedural [--workers N]
     python -m training.data build --source meshes --input DIR --out data/meshes
+    python -m training.data build ... --engine ray [--ray-address auto]   # Ray tasks, on a cluster or a local one
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .build import BuildConfig, run_build
+from .build import ENGINES, BuildConfig, run_build
 from .fields import FieldConfig
 
 
@@ -23,8 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--num", type=int, default=100, help="procedural objects (families cycle evenly)")
     build.add_argument("--input", type=Path, default=None, help="folder of OBJ/GLB/PLY/STL files (--source meshes)")
     build.add_argument("--out", type=Path, required=True, help="corpus folder (resumes if it exists)")
+    build.add_argument("--engine", choices=ENGINES, default="local",
+                       help="local: a process pool on this machine; ray: Ray tasks (see --ray-address)")
+    build.add_argument("--ray-address", default=None,
+                       help="--engine ray: a running cluster ('auto' or HOST:PORT); default: start a local one")
     build.add_argument("--workers", type=int, default=None,
-                       help="worker processes (default: CPU cores + 1; software GL leaves cores idle)")
+                       help="worker processes, or the CPUs of the local Ray cluster (default: CPU cores + 1; "
+                            "software GL leaves cores idle)")
+    build.add_argument("--cpus-per-object", type=float, default=BuildConfig.cpus_per_object,
+                       help="--engine ray: CPUs reserved by one object's task")
+    build.add_argument("--gpus-per-object", type=float, default=BuildConfig.gpus_per_object,
+                       help="--engine ray: GPU share of one object's task, for EGL rendering on GPU nodes")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--views", type=int, default=8, help="random views per object (plus the evaluation view)")
     build.add_argument("--resolution", type=int, default=256, help="render size in pixels")
@@ -40,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out, source=args.source, num=args.num, input_dir=args.input, seed=args.seed,
         **({} if args.workers is None else {"workers": args.workers}),
         num_views=args.views, render_resolution=args.resolution, render_msaa=args.msaa,
-        scorer_path=args.scorer, retry_failed=args.retry_failed,
+        scorer_path=args.scorer, retry_failed=args.retry_failed, engine=args.engine, ray_address=args.ray_address,
+        cpus_per_object=args.cpus_per_object, gpus_per_object=args.gpus_per_object,
         fields=FieldConfig(udf_resolution=args.udf_resolution),
     )
     try:

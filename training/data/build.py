@@ -2,8 +2,10 @@
 
 One object is built by `build_object` (in a worker process): mesh → [III orientation fix for user
 meshes] → IV field data → renders (8 random views + the evaluation view) → II filters → I score (when a
-scorer is given) → `record.json`. `run_build` runs the jobs with a process pool, skips objects that
-already have a record (resumable), records failures instead of aborting, and writes `manifest.csv`.
+scorer is given) → `record.json`. `run_build` runs the jobs on an engine — a local process pool, or Ray
+tasks on a cluster (`ray_engine.py`) — skips objects that already have a record (resumable), records
+failures instead of aborting, and writes `manifest.csv`. Both engines call the same `build_object` on the
+same `list_jobs`, so a corpus does not depend on where it was built.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .scoring import QualityScorer, image_features
 from .views import read_view_mask, render_object_views, sample_view_cameras
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -59,6 +62,11 @@ class BuildConfig:
     scorer_path: Path | None = None  # a fitted QualityScorer (stage I); None leaves scores empty
     retry_failed: bool = False  # rebuild objects whose record says "failed"
     manifest_every: int = 50  # rewrite manifest.csv after this many finished objects
+    # Where the objects are built: "local" (a process pool of `workers`) or "ray" (Ray tasks; `ray_engine.py`).
+    engine: str = "local"
+    ray_address: str | None = None  # a running Ray cluster ("auto", "HOST:PORT"); None starts a local one
+    cpus_per_object: float = 1.0  # Ray resources of one object's task: 1 CPU, as one pool process
+    gpus_per_object: float = 0.0  # a GPU share for rendering where nodes have one (0.25: four objects per GPU)
     fields: FieldConfig = field(default_factory=FieldConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
 
@@ -110,7 +118,8 @@ def pending_jobs(config: BuildConfig, jobs: list[Job]) -> list[Job]:
 _worker_scorer: QualityScorer | None = None
 
 
-def _init_worker(scorer_path: str | None) -> None:
+def prepare_worker(scorer_path: str | None) -> None:
+    """Set up a worker process once, before its first object: one torch thread, the scorer loaded."""
     import torch
 
     # One process per core for torch. Mesa's llvmpipe keeps its own threads: limiting it to one
@@ -120,14 +129,26 @@ def _init_worker(scorer_path: str | None) -> None:
     _worker_scorer = QualityScorer.load(scorer_path) if scorer_path else None
 
 
+def job_record(job: Job, config: BuildConfig) -> dict[str, Any]:
+    """The manifest fields an object has before it is built (id, source, family, seed, path, split)."""
+    return {
+        "object_id": job.object_id, "source": job.source, "family": job.family, "seed": job.seed,
+        "source_path": job.path, "split": assign_split(job.object_id, config.split_fractions),
+    }
+
+
+def failed_record(job: Job, config: BuildConfig, error: str, details: str = "") -> dict[str, Any]:
+    """Record `job` as failed (written atomically like a built object's record) and return the record."""
+    record = {**job_record(job, config), "status": "failed", "error": error, "traceback": details}
+    write_record(config.out, record)
+    return record
+
+
 def build_object(job: Job, config: BuildConfig) -> dict[str, Any]:
     """Build one object and write its record; never raises (a failure becomes a "failed" record)."""
     start = time.perf_counter()
     folder = object_dir(config.out, job.object_id)
-    record: dict[str, Any] = {
-        "object_id": job.object_id, "source": job.source, "family": job.family, "seed": job.seed,
-        "source_path": job.path, "split": assign_split(job.object_id, config.split_fractions),
-    }
+    record = job_record(job, config)
     try:
         rng = np.random.default_rng([config.seed, int(hashlib.sha1(job.object_id.encode()).hexdigest()[:8], 16)])
         if job.source == "procedural":
@@ -168,19 +189,30 @@ def _build_job(args: tuple[Job, BuildConfig]) -> dict[str, Any]:
 
 
 def _results(config: BuildConfig, jobs: list[Job]) -> Iterator[dict[str, Any]]:
+    if config.engine == "ray":
+        from .ray_engine import ray_results  # Ray is imported only by builds that use it
+
+        yield from ray_results(config, jobs)
+        return
+    scorer_path = str(config.scorer_path) if config.scorer_path else None
     if config.workers <= 1:
-        _init_worker(str(config.scorer_path) if config.scorer_path else None)
+        prepare_worker(scorer_path)
         yield from (build_object(job, config) for job in jobs)
         return
     # spawn: workers must not inherit an OpenGL context or torch thread pools from the parent.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(config.workers, _init_worker, (str(config.scorer_path) if config.scorer_path else None,)) as pool:
+    with context.Pool(config.workers, prepare_worker, (scorer_path,)) as pool:
         yield from pool.imap_unordered(_build_job, [(job, config) for job in jobs])
 
 
 def run_build(config: BuildConfig) -> dict[str, Any]:
     """Build (or resume) the corpus; returns a summary with counts and the measured rate."""
-    config.out = Path(config.out)
+    if config.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
+    # Absolute paths (links kept: nodes mount the same paths): a Ray task may run in another folder or node.
+    config.out = Path(config.out).absolute()
+    if config.input_dir is not None:
+        config.input_dir = Path(config.input_dir).absolute()
     config.out.mkdir(parents=True, exist_ok=True)
     jobs = list_jobs(config)
     todo = pending_jobs(config, jobs)
