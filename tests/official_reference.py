@@ -58,13 +58,21 @@ def release_latents(
 
 
 @torch.no_grad()
-def dense_mesh(vae, latent: torch.Tensor, bounds: tuple[float, ...], resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def dense_mesh(
+    vae, latent: torch.Tensor, bounds: tuple[float, ...], resolution: int,
+    window: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes (level 0) of the decoded field on a dense grid of `resolution` cells per side spanning
-    `bounds`, vertices mapped back into `bounds`. Returns vertices (V, 3) and faces (F, 3)."""
+    `bounds`, vertices mapped back into `bounds`. Returns vertices (V, 3) and faces (F, 3).
+
+    `window`: per axis (first, last) grid point index; only that box of the grid is decoded. Marching cubes works
+    cell by cell, so its vertices there are the whole grid's (a fine grid's surface, checked piece by piece)."""
     lo, hi = np.array(bounds[:3]), np.array(bounds[3:])
-    axes = [np.linspace(lo[a], hi[a], resolution + 1) for a in range(3)]
+    window = window or ((0, resolution),) * 3
+    axes = [lo[a] + np.arange(first, last + 1) * (hi[a] - lo[a]) / resolution for a, (first, last) in enumerate(window)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     points = torch.from_numpy(grid).to(device=latent.device, dtype=latent.dtype)[None]
     values = vae.decode(latent[None], points).sample[0, :, 0].float().cpu().numpy()
-    vertices, faces, _, _ = measure.marching_cubes(values.reshape((resolution + 1,) * 3), 0.0)
-    return vertices * (hi - lo) / resolution + lo, faces
+    vertices, faces, _, _ = measure.marching_cubes(values.reshape([len(axis) for axis in axes]), 0.0)
+    first = np.array([first for first, _ in window])
+    return (vertices + first) * (hi - lo) / resolution + lo, faces

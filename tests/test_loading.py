@@ -24,7 +24,9 @@ def test_embedded_default_model_loads_offline_and_makes_a_mesh():
 def test_generation_defaults_round_trip(tmp_path):
     GenerationDefaults(num_inference_steps=7, num_tokens=64).save(tmp_path)
     assert GenerationDefaults.from_folder(tmp_path) == GenerationDefaults(num_inference_steps=7, num_tokens=64)
-    assert GenerationDefaults.from_folder(tmp_path / "elsewhere") == GenerationDefaults()
+    # A folder without the file is the release's layout: the release's settings, 512 cells per side included.
+    assert GenerationDefaults.from_folder(tmp_path / "elsewhere") == GenerationDefaults.release()
+    assert GenerationDefaults.release().octree_resolution == 512 and GenerationDefaults().octree_resolution == 256
 
 
 def test_missing_default_model_and_non_pipeline_folder(tmp_path, monkeypatch):
@@ -50,7 +52,7 @@ def test_a_plain_call_samples_with_the_folders_generation_config(tmp_path):
     bare = tmp_path / "bare"
     make_random_pipeline(seed=0).save_pretrained(bare)
     assert not (bare / "generation_config.json").exists()
-    assert TripoSGPipeline.from_pretrained(bare).generation_defaults == GenerationDefaults()
+    assert TripoSGPipeline.from_pretrained(bare).generation_defaults == GenerationDefaults.release()
     tuned = GenerationDefaults(num_inference_steps=3, guidance_scale=1.0, num_tokens=16, octree_resolution=32)
     tuned.save(bare)
     pipe = TripoSGPipeline.from_pretrained(bare)

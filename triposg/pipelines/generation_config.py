@@ -10,6 +10,7 @@ from typing import Any
 
 from ..models.sdf_field import QUERY_PRECISIONS
 from ..offline import offline_requested
+from .official_args import RELEASE_FLASH_OCTREE_DEPTH
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -52,7 +53,8 @@ def check_resolution(resolution: int, extraction: str, label: str = "octree_reso
 @dataclass
 class GenerationDefaults:
     """Sampling settings a model was made for; a pipeline folder may override them in
-    `generation_config.json`. Defaults are the release script's (a folder without the file, like the release)."""
+    `generation_config.json`. The field defaults are the release script's sampling settings with this package's
+    256 cells per side; a folder without the file (the release's layout) gets `release()`, the release's 512."""
 
     num_inference_steps: int = 50
     guidance_scale: float = 7.0
@@ -62,6 +64,12 @@ class GenerationDefaults:
     # Precision of the field queries during extraction: "full" (the weights' own, the release's semantics) unless
     # the model was checked with bf16 queries ("auto": bf16 on CPUs with native bf16, about 2x faster).
     query_precision: str = "full"
+
+    @classmethod
+    def release(cls) -> "GenerationDefaults":
+        """The released pipeline's own settings, for a folder that has no `generation_config.json`: an official
+        script's call then extracts at 2**flash_octree_depth = 512 cells per side, as the release does."""
+        return cls(octree_resolution=2**RELEASE_FLASH_OCTREE_DEPTH)
 
     def validate(self, extraction: str = "tracking") -> "GenerationDefaults":
         """These settings checked against `LIMITS` (and the resolution against `extraction`); returns self or
@@ -78,7 +86,7 @@ class GenerationDefaults:
     def from_folder(cls, folder: str | os.PathLike | None) -> "GenerationDefaults":
         path = Path(folder) / GENERATION_CONFIG_NAME if folder is not None else None
         if path is None or not path.is_file():
-            return cls()
+            return cls.release()
         known = {f.name for f in fields(cls)}
         values = json.loads(path.read_text())
         try:
@@ -97,8 +105,8 @@ class GenerationDefaults:
             from huggingface_hub import hf_hub_download
 
             path = hf_hub_download(str(source), GENERATION_CONFIG_NAME, local_files_only=offline_requested())
-        except Exception:  # noqa: BLE001 - no such file, no network, no cache: the model keeps the defaults
-            return cls()
+        except Exception:  # noqa: BLE001 - no such file, no network, no cache: the model keeps the release's
+            return cls.release()
         return cls.from_folder(Path(path).parent)
 
     def save(self, folder: str | os.PathLike) -> None:

@@ -110,8 +110,9 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
     @property
     def generation_defaults(self) -> GenerationDefaults:
         """The settings `__call__` uses for arguments left out: the folder's `generation_config.json` when the
-        pipeline was loaded from one that has it, else the release script's (50 steps, guidance 7, 2048 tokens,
-        octree 256). Assign a `GenerationDefaults` to change them; `save_pretrained` writes them."""
+        pipeline was loaded from one that has it; a loaded folder without it gets the release's (50 steps, guidance
+        7, 2048 tokens, octree 512: `GenerationDefaults.release()`); a pipeline built in memory, `GenerationDefaults()`
+        (octree 256). Assign a `GenerationDefaults` to change them; `save_pretrained` writes them."""
         return getattr(self, "_generation_defaults", None) or GenerationDefaults()
 
     @generation_defaults.setter
@@ -241,6 +242,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         bounds: float | Sequence[float] = DEFAULT_BOUNDS,
         dense_octree_depth: int | None = None,
         hierarchical_octree_depth: int | None = None,
+        max_num_expanded_coords: float | None = None,
         flash_octree_depth: int | None = None,
         use_flash_decoder: bool | None = None,
         return_dict: bool = True,
@@ -285,9 +287,11 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             bounds: the box the field is sampled in: six numbers, or one number b for [-b, b]³.
             dense_octree_depth, hierarchical_octree_depth, flash_octree_depth, use_flash_decoder: the release's
                 extraction arguments (2**depth cells per side): `use_flash_decoder=True` maps onto surface
-                tracking (the fastest path here), False onto hierarchical refinement. Or, instead of them:
-            octree_resolution: cells per side of the final grid (default from `generation_defaults`, 256 for the
-                release), and extraction: "tracking" (default: probe coarse cells, follow the surface; the same
+                tracking (the fastest path here), False onto hierarchical refinement. max_num_expanded_coords
+                (the release's memory cap on refined cells) is accepted and has no effect: the field is queried in
+                fixed-size chunks here. Or, instead of them:
+            octree_resolution: cells per side of the final grid (default from `generation_defaults`: 512 for a
+                release folder), and extraction: "tracking" (default: probe coarse cells, follow the surface; the same
                 surface as dense), "hierarchical" (refine a dense coarse grid near the surface), "dense", or a
                 volume decoder of your own (`decoder(sdf_fn, bounds, resolution, device=, dtype=, progress=)` →
                 `VolumeResult`, like `triposg.geometry.SurfaceTrackingDecoder(...)`).
