@@ -46,7 +46,7 @@ def manifest_without_timings(root: Path) -> pd.DataFrame:
 
 
 def assert_same_objects(a: Path, b: Path) -> None:
-    """Same manifest (ids, families, seeds, parameters, splits, flags), same fields and same renders."""
+    """Same manifest (ids, families, seeds, parameters, splits, flags), same fields, the same renders."""
     table = manifest_without_timings(a)
     pd.testing.assert_frame_equal(table, manifest_without_timings(b))
     for _, row in table.iterrows():
@@ -55,8 +55,12 @@ def assert_same_objects(a: Path, b: Path) -> None:
             for name in fields_a.files:
                 np.testing.assert_array_equal(fields_a[name], fields_b[name])
         for image in sorted((a / row["views_dir"]).glob("*.png")):
-            other = b / row["views_dir"] / image.name
-            assert np.array_equal(np.asarray(Image.open(image)), np.asarray(Image.open(other))), image.name
+            pixels = np.asarray(Image.open(image), dtype=np.int16)
+            other = np.asarray(Image.open(b / row["views_dir"] / image.name), dtype=np.int16)
+            # Software GL is not bit-exact from run to run, whatever the engine (two local builds of 60
+            # objects: 10 of 1,080 images had one pixel one level apart), so allow exactly that.
+            differing = np.abs(pixels - other).reshape(*pixels.shape[:2], -1).max(-1)
+            assert differing.max() <= 1 and (differing > 0).sum() <= 2, image.name
 
 
 def test_ray_build_from_the_cli_makes_the_local_builds_objects(ray_cluster, tmp_path):
