@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mesh-resolution", type=int, default=160, help="marching-cubes grid of the shapes")
     parser.add_argument("--resolution", type=int, default=512, help="render side in pixels")
     parser.add_argument("--no-mirror", action="store_true", help="fill hidden surface without mirror planes")
+    parser.add_argument("--remove-shading", action="store_true", help="divide the image's lighting out")
     args = parser.parse_args(argv)
-    texturer = MeshTexturer(TexturingConfig(mirror=not args.no_mirror))
+    texturer = MeshTexturer(TexturingConfig(mirror=not args.no_mirror, remove_shading=args.remove_shading))
     rng = np.random.default_rng(HELD_OUT_CORPUS_SEED)
     rows = []
     print(f"{'object':22s}{'faces':>7s}{'view az/el':>12s}{'found':>12s}{'angle':>7s}{'ambig':>6s}{'seen err':>9s}"
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
 
     angles = [r["angle"] for r in rows]
     print(f"\n{len(rows)} objects, ≤{args.faces} faces, {args.resolution} px renders, mirror "
-          f"{'off' if args.no_mirror else 'on'}")
+          f"{'off' if args.no_mirror else 'on'}, shading {'removed' if args.remove_shading else 'kept'}")
     print(f"colour error (mean abs. per channel, 0-255): seen surface {mean('seen'):.1f}, whole surface "
           f"{mean('all'):.1f}; one-colour baseline {mean('baseline'):.1f}")
     print(f"camera angle error: median {statistics.median(angles):.1f}°, within 5° {np.mean(np.array(angles) <= 5):.0%},"

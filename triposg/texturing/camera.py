@@ -30,6 +30,9 @@ from scipy.spatial import ConvexHull, QhullError
 from ..rendering import Camera
 
 
+MAX_OUTLINE_POINTS = 2000
+
+
 @dataclass(frozen=True)
 class ImageCamera:
     """A view of the mesh and where it lands in the image.
@@ -86,6 +89,9 @@ class SearchStage:
     span_deg: float = 0.0
     keep: int = 1
     try_distances: bool = False  # try every `CameraSearch.distances` (else the first stage's / the kept view's)
+    # The views kept for this stage differ by more than this in azimuth or elevation (None: `span_deg`, so that
+    # no grid is searched twice); larger keeps separate basins (a symmetric shape's other turns) in the running.
+    separation_deg: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,16 +106,20 @@ class CameraSearch:
     # The first stage tries a near and a far lens (50 and 135 mm): thin parts (legs) match only under the right
     # kind of lens, and a symmetric shape turned the wrong way can fit better under the wrong one.
     coarse_distances: tuple[float | None, ...] = (4.6, 11.8)
+    # Angles and lens alternate: the lens of each of the best coarse views; the angles around the best of those;
+    # the lens again for the three best basins (thin parts make the peaks narrow: a basin's best angle under the
+    # wrong lens can lose to another basin); the angles finely around the two best; a last look at the lens.
     stages: tuple[SearchStage, ...] = (
         SearchStage(resolution=48, num_points=2000, azimuth_step_deg=15.0, elevation_step_deg=10.0),
-        # the lens of each of the best coarse views, then the angles around the best of those, then the lens again
         SearchStage(resolution=96, num_points=8000, azimuth_step_deg=15.0, elevation_step_deg=10.0, keep=8,
                     try_distances=True),
-        SearchStage(resolution=96, num_points=8000, azimuth_step_deg=5.0, elevation_step_deg=5.0, span_deg=10.0,
+        SearchStage(resolution=96, num_points=8000, azimuth_step_deg=2.5, elevation_step_deg=2.5, span_deg=7.5,
                     keep=4),
-        SearchStage(resolution=128, num_points=12000, azimuth_step_deg=1.5, elevation_step_deg=1.5, span_deg=3.0,
-                    keep=2),
-        SearchStage(resolution=128, num_points=12000, azimuth_step_deg=1.5, elevation_step_deg=1.5, keep=1,
+        SearchStage(resolution=128, num_points=12000, azimuth_step_deg=2.5, elevation_step_deg=2.5, keep=3,
+                    try_distances=True, separation_deg=10.0),
+        SearchStage(resolution=128, num_points=12000, azimuth_step_deg=1.0, elevation_step_deg=1.0, span_deg=2.0,
+                    keep=2, separation_deg=10.0),
+        SearchStage(resolution=128, num_points=12000, azimuth_step_deg=1.0, elevation_step_deg=1.0, keep=1,
                     try_distances=True),
     )
     # The training renders' view range (paper §5.1) and the IoU a view pays per 90 degrees outside it: enough to
@@ -254,6 +264,8 @@ def fit_camera(
         outline = vertices[ConvexHull(vertices).vertices]  # the silhouette's box is the hull's
     except (QhullError, ValueError):  # flat or tiny meshes: every vertex
         outline = vertices
+    # A round shape's hull has every vertex; a few thousand of them still give the box to well under a pixel.
+    outline = outline[:: max(1, len(outline) // MAX_OUTLINE_POINTS)]
     outline = torch.from_numpy(outline.astype(np.float32))
     most_points = max(stage.num_points for stage in search.stages)
     surface = torch.from_numpy(sample_surface(vertices, np.asarray(faces), most_points, search.seed).astype(np.float32))
@@ -286,7 +298,8 @@ def fit_camera(
         following = search.stages[index + 1] if index + 1 < len(search.stages) else None
         if following is not None:
             # Seeds closer than the next stage's span would search the same grid twice.
-            best = _distinct(views[order], following.keep, min_separation_deg=following.span_deg)
+            separation = following.span_deg if following.separation_deg is None else following.separation_deg
+            best = _distinct(views[order], following.keep, min_separation_deg=separation)
     top = int(order[0])
     azimuth = float((views[top, 0] + 180.0) % 360.0 - 180.0)
     distance = None if not np.isfinite(views[top, 2]) else float(views[top, 2])

@@ -82,3 +82,20 @@ def sample_vertex_colors(
                        for c in range(3)], axis=1)
     inside = ndimage.map_coordinates(inner.astype(np.float32), coords, order=0, mode="constant", cval=0.0) > 0.5
     return np.clip(colors, 0.0, 255.0), inside
+
+
+def remove_shading(colors: np.ndarray, normals: np.ndarray, camera: ImageCamera, seen: np.ndarray) -> np.ndarray:
+    """Colours (V, 3) with the image's lighting divided out, approximately: the seen vertices' linear luminance is
+    fitted as an affine function of their camera-space normal (first-order spherical harmonics: ambient plus one
+    directional term), and every colour is divided by that fit relative to its median, so a side that faces away
+    from the light is not painted darker than the side that faces it. Albedo that changes with the normal is partly
+    taken for light: an option, measured in `benchmarks/texturing.py`."""
+    linear = (np.clip(colors, 0.0, 255.0) / 255.0) ** 2.2
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
+    camera_normals = normals @ camera.rotation  # (V, 3): right, up, towards the camera
+    design = np.concatenate([np.ones((len(colors), 1)), camera_normals], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design[seen], luminance[seen], rcond=None)
+    shading = design @ coefficients
+    reference = float(np.median(shading[seen]))
+    shading = np.clip(shading, 0.25 * reference, None)
+    return 255.0 * np.clip(linear * (reference / shading)[:, None], 0.0, 1.0) ** (1.0 / 2.2)
