@@ -188,3 +188,15 @@ def test_texturing_config_is_passed_through():
     prepared = rendered_input(mesh, Camera(elevation_deg=15.0, azimuth_deg=0.0), colors, resolution=128)
     plain = texture_mesh(mesh, prepared, config=TexturingConfig(mirror=False, smoothing_iterations=0))
     assert plain.mirror_normal is None and not plain.mirrored.any()
+
+
+def test_remove_shading_evens_out_a_lit_one_colour_object():
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.8)
+    colors = np.tile(np.array([[180, 120, 60]], dtype=np.uint8), (len(sphere.vertices), 1))
+    prepared = rendered_input(sphere, Camera(elevation_deg=10.0, azimuth_deg=0.0), colors, resolution=128)
+    spread = {}
+    for remove in (False, True):
+        result = texture_mesh(sphere, prepared, config=TexturingConfig(remove_shading=remove))
+        seen = np.asarray(result.mesh.visual.vertex_colors[result.seen, :3], dtype=float)
+        spread[remove] = seen.std(axis=0).mean()
+    assert spread[True] < 0.5 * spread[False], spread
