@@ -19,6 +19,7 @@ manifest), the input folder for `--source meshes` likewise, and this repository 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ def connect(config: BuildConfig) -> bool:
         return False
     if config.ray_address:
         try:
+            _check_reachable(config.ray_address)
             ray.init(address=config.ray_address, logging_level=logging.WARNING)
         except ConnectionError as error:
             raise ValueError(f"no Ray cluster at {config.ray_address!r} ({error}); start one with `ray start --head` "
@@ -63,6 +65,17 @@ def connect(config: BuildConfig) -> bool:
         ray.init(num_cpus=config.workers, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                  logging_level=logging.WARNING)
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens at (Ray itself waits minutes for the cluster to appear)."""
+    host, separator, port = address.rpartition(":")
+    if "://" in address or not separator or not port.isdigit():  # "auto", "ray://...": Ray reports these itself
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"cannot reach {host}:{port}: {error}") from error
 
 
 def cluster_slots(config: BuildConfig) -> int:
