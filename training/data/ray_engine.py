@@ -3,7 +3,7 @@
 Ray tasks, not Ray Data: building an object is a side effect (its folder under the corpus) that returns a
 small record, with nothing to stream between stages, shuffle or collect. Tasks hand the driver each record
 as it finishes (progress, failures, the manifest every `manifest_every`), with explicit backpressure: at
-most `IN_FLIGHT_PER_SLOT` tasks per free slot of the cluster are submitted, the rest wait in the driver's
+most `IN_FLIGHT_PER_SLOT` tasks per slot of the cluster are submitted, the rest wait in the driver's
 job list, so a million-object build never holds a million futures.
 
 Failure isolation: `build_object` turns any error of an object into a "failed" record. A task that dies
@@ -103,14 +103,14 @@ def ray_results(config: BuildConfig, jobs: list[Job], task=_build_on_worker) -> 
     if config.cpus_per_object <= 0 and config.gpus_per_object <= 0:
         raise ValueError("a Ray build needs cpus_per_object or gpus_per_object above 0")
     started = connect(config)
-    print(describe_cluster(), file=sys.stderr)
-    remote = ray.remote(task).options(num_cpus=config.cpus_per_object, num_gpus=config.gpus_per_object,
-                                      max_retries=MAX_RETRIES, retry_exceptions=False)
-    config_ref = ray.put(config)  # shipped once, not once per task
     in_flight: dict[ray.ObjectRef, Job] = {}
-    queue = iter(jobs)
-    window, checked = IN_FLIGHT_PER_SLOT * cluster_slots(config), time.monotonic()
     try:
+        print(describe_cluster(), file=sys.stderr)
+        remote = ray.remote(task).options(num_cpus=config.cpus_per_object, num_gpus=config.gpus_per_object,
+                                          max_retries=MAX_RETRIES, retry_exceptions=False)
+        config_ref = ray.put(config)  # shipped once, not once per task
+        queue = iter(jobs)
+        window, checked = IN_FLIGHT_PER_SLOT * cluster_slots(config), time.monotonic()
         while True:
             if time.monotonic() - checked > SLOTS_REFRESH_SECONDS:
                 window, checked = IN_FLIGHT_PER_SLOT * cluster_slots(config), time.monotonic()
