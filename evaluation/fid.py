@@ -39,6 +39,7 @@ INCEPTION_WEIGHTS_ENV = "TRIPOSG_INCEPTION_WEIGHTS"
 INCEPTION_EXTRACTOR_NAME = "inception-v3 (clean-fid)"
 CLEAN_FID_MODE = "clean"  # clean-fid's resizing: PIL bicubic to 299x299 on float pixels, no quantisation
 
+DEFAULT_FD_RESAMPLES = 10  # bootstrap resamples for the FD's spread (each costs one matrix square root)
 DEFAULT_KID_SUBSETS = 100  # clean-fid's defaults for KID
 DEFAULT_KID_SUBSET_SIZE = 1000
 
@@ -134,6 +135,42 @@ def kernel_distance(
         values[index] = ((within.sum() - np.trace(within)) / (subset_size * (subset_size - 1))
                          - 2.0 * across.sum() / subset_size**2)
     return float(values.mean()), float(values.std())
+
+
+def frechet_distance_of_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """The Fréchet distance between the Gaussians fitted to (N_a, D) and (N_b, D) features, without a D×D
+    matrix square root: with centred features A, B the covariances are AᵀA/(N_a−1) and BᵀB/(N_b−1), and the
+    nonzero eigenvalues of their product are those of (ABᵀ)(BAᵀ)/((N_a−1)(N_b−1)), so
+    tr √(Σ_a Σ_b) = Σ singular values of ABᵀ / √((N_a−1)(N_b−1)) — an N_a×N_b problem. Equals
+    `frechet_distance` of `feature_statistics` (to rounding) and is fast whenever N ≪ D (few objects)."""
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    centred_a, centred_b = a - mean_a, b - mean_b
+    scale_a, scale_b = max(len(a) - 1, 1), max(len(b) - 1, 1)
+    trace_a = float(np.sum(centred_a**2)) / scale_a
+    trace_b = float(np.sum(centred_b**2)) / scale_b
+    cross = np.linalg.svd(centred_a @ centred_b.T, compute_uv=False).sum() / np.sqrt(scale_a * scale_b)
+    diff = mean_a - mean_b
+    return float(diff @ diff + trace_a + trace_b - 2.0 * cross)
+
+
+def frechet_distance_spread(
+    features_a: np.ndarray, features_b: np.ndarray, num_resamples: int = DEFAULT_FD_RESAMPLES, seed: int = 0
+) -> float:
+    """How much the Fréchet distance moves with the sample: the standard deviation of the FD over
+    `num_resamples` bootstrap resamples (with replacement) of both `features_*` ((N, D) each). With the few
+    dozen objects of a CPU evaluation this spread is large; a table shows it beside the FD. NaN for
+    `num_resamples` < 2."""
+    if num_resamples < 2:
+        return float("nan")
+    features_a = np.asarray(features_a, dtype=np.float64)
+    features_b = np.asarray(features_b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    values = [frechet_distance_of_features(features_a[rng.integers(0, len(features_a), len(features_a))],
+                                           features_b[rng.integers(0, len(features_b), len(features_b))])
+              for _ in range(num_resamples)]
+    return float(np.std(values, ddof=1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,9 +399,10 @@ def _distances(
     features_a = np.asarray(features_a, dtype=np.float64)
     features_b = np.asarray(features_b, dtype=np.float64)
     fd = frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+    fd_std = frechet_distance_spread(features_a, features_b, seed=seed)
     kd, kd_std = kernel_distance(features_a, features_b, kid_subsets, kid_subset_size, seed)
-    return {fd_key: fd, kd_key: kd, f"{kd_key}_std": kd_std, "num_images_a": len(features_a),
-            "num_images_b": len(features_b), "feature_dim": int(features_a.shape[1])}
+    return {fd_key: fd, f"{fd_key}_std": fd_std, kd_key: kd, f"{kd_key}_std": kd_std,
+            "num_images_a": len(features_a), "num_images_b": len(features_b), "feature_dim": int(features_a.shape[1])}
 
 
 def _metric_keys(extractor_name: str) -> tuple[str, str]:

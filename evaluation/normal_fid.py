@@ -768,6 +768,7 @@ def _summary(
                           num_objects=len(measured), frame="bbox centred, longest side 1.8")
     metrics: dict[str, Any] = {
         "fid": distances["fid"].get("fid"), "kid": distances["fid"].get("kid"),
+        "kid_std": distances["fid"].get("kid_std"),
         **{key: value for entry in distances["feature_distances"].values()
            for key, value in entry.items() if key.startswith(("fd_", "kd_"))},
         "chamfer": reconstruction["chamfer_mean"], "f_score": reconstruction["f_score_mean"],

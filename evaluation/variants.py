@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import PIL.Image
 import trimesh
 
 from triposg.geometry import EmptySurfaceError, export_mesh
-from triposg.loading import GenerationDefaults, default_model_path, load_pipeline
+from triposg.loading import DEFAULT_MODEL, GenerationDefaults, default_model_path, load_pipeline
 from triposg.pipelines import TripoSGPipeline
 from triposg.pipelines.generation_config import check_resolution, checked_number
 from triposg.preprocessing import load_image, preprocess_image
@@ -63,7 +64,6 @@ __all__ = [
 ]
 
 LOADED_MODEL = "loaded"  # the pipeline the app (or caller) already holds
-DEFAULT_MODEL = "default"  # the embedded default model, `assets/default-model`
 MODEL_SAMPLER = "model"  # the model's own scheduler, unchanged
 EXTRACTION_METHODS = ("tracking", "hierarchical", "dense")  # the first is the default
 NORMAL_RENDER_RESOLUTION = 256  # side of the side-by-side normal renders
@@ -184,16 +184,21 @@ def shipped_variant_specs(paths: Iterable[str | os.PathLike]) -> list[VariantSpe
 class PipelineCache:
     """Pipelines by model, each loaded once (thread-safe); `LOADED_MODEL` is the pipeline passed in.
 
-    `loader(model, device) -> (pipeline, defaults)` defaults to `triposg.loading.load_pipeline`.
+    `loader(model, device) -> (pipeline, defaults)` defaults to `triposg.loading.load_pipeline`. At most
+    `max_models` other models stay loaded: asking for one more drops the least recently used (memory stays
+    bounded however many variants a long-running app is asked for; a dropped model loads again when asked).
     """
 
     def __init__(self, loaded: TripoSGPipeline, loaded_defaults: GenerationDefaults, device: str | None = None,
                  loader: Callable[..., tuple[TripoSGPipeline, GenerationDefaults]] = load_pipeline,
-                 loaded_source: str | None = None):
+                 loaded_source: str | None = None, max_models: int = 2):
+        if max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {max_models}")
         self.device = device
         self.loader = loader
-        self._pipelines: dict[str, tuple[TripoSGPipeline, GenerationDefaults]] = {
-            LOADED_MODEL: (loaded, loaded_defaults)}
+        self.max_models = max_models
+        self._loaded = (loaded, loaded_defaults)
+        self._pipelines: OrderedDict[str, tuple[TripoSGPipeline, GenerationDefaults]] = OrderedDict()
         # Where the loaded pipeline came from (a folder, hub id or DEFAULT_MODEL): asking for it by that name
         # reuses it instead of loading a second copy.
         self._aliases = {self._resolve(loaded_source): LOADED_MODEL} if loaded_source else {}
@@ -215,21 +220,27 @@ class PipelineCache:
         """The pipeline and its defaults for `model`, loading it on first use. Raises `FileNotFoundError`
         for a path that is not a pipeline folder and a string that is not a hub id."""
         key = self.key(model)
+        if key == LOADED_MODEL:
+            return self._loaded
         with self._lock:  # one load per model even when two requests ask at once
             if key not in self._pipelines:
                 model_identity(key)  # a clear error before any loading
                 pipe, defaults = self.loader(key, self.device)
                 pipe.set_progress_bar_config(disable=True)
                 self._pipelines[key] = (pipe, defaults)
+                while len(self._pipelines) > self.max_models:
+                    self._pipelines.popitem(last=False)
+            self._pipelines.move_to_end(key)
             return self._pipelines[key]
 
     def identity(self, model: str) -> dict[str, Any]:
         """What identifies the model's outputs (`normal_fid.model_identity`); the loaded pipeline by object."""
         key = self.key(model)
-        return {"kind": "loaded", "object": id(self._pipelines[key][0])} if key == LOADED_MODEL else model_identity(key)
+        return {"kind": "loaded", "object": id(self._loaded[0])} if key == LOADED_MODEL else model_identity(key)
 
     def __contains__(self, model: str) -> bool:
-        return self.key(model) in self._pipelines
+        key = self.key(model)
+        return key == LOADED_MODEL or key in self._pipelines
 
 
 def pipeline_with_sampler(pipe: TripoSGPipeline, sampler: str = MODEL_SAMPLER) -> TripoSGPipeline:

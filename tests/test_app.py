@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import pytest
 import trimesh
 from PIL import Image, ImageDraw
 
 import app
-from triposg.geometry import read_glb_metadata
+from ui import generate as gen
+from ui import widgets
+from triposg.geometry import read_glb_metadata, read_mesh
 from triposg.loading import GenerationDefaults
 from triposg.pipelines import make_random_pipeline
 
@@ -26,8 +33,8 @@ REQUEST = SimpleNamespace(session_hash="handler-test")
 
 @pytest.fixture(scope="module")
 def handlers(tmp_path_factory):
-    sessions = app.SessionFolders(tmp_path_factory.mktemp("sessions"))
-    return app.GenerateHandlers(make_random_pipeline(seed=0), sessions)
+    sessions = widgets.SessionFolders(tmp_path_factory.mktemp("sessions"))
+    return gen.GenerateHandlers(make_random_pipeline(seed=0), sessions)
 
 
 def generate(handlers, image_path, **settings):
@@ -78,10 +85,10 @@ def test_download_formats_and_conversion_after_generation(handlers, tmp_path):
 
 
 def test_randomize_seed_and_settings_are_checked():
-    seeds = {app.parse_settings(0, True, 2, 3.0, 16, 32, 0.9, False, 0).seed for _ in range(5)}
+    seeds = {gen.parse_settings(0, True, 2, 3.0, 16, 32, 0.9, False, 0).seed for _ in range(5)}
     assert len(seeds) > 1
-    assert app.parse_settings(7, False, 2, 3.0, 16, 32, 0.9, True, 500).faces == 500
-    assert app.parse_settings(7, False, 2, 3.0, 16, 96, 0.9, False, 0).octree_resolution == 96  # geometry takes it
+    assert gen.parse_settings(7, False, 2, 3.0, 16, 32, 0.9, True, 500).faces == 500
+    assert gen.parse_settings(7, False, 2, 3.0, 16, 96, 0.9, False, 0).octree_resolution == 96  # geometry takes it
     for bad, message in [({"steps": 0}, "inference steps must be between 1 and 200"),
                          ({"octree_resolution": 101}, "resolution"), ({"octree_resolution": 4096}, "between 8"),
                          ({"num_tokens": "many"}, "latent tokens must be a number"),
@@ -89,7 +96,7 @@ def test_randomize_seed_and_settings_are_checked():
         values = {**FAST, **bad}
         values.pop("file_format")
         with pytest.raises(gr.Error, match=message):
-            app.parse_settings(*values.values())
+            gen.parse_settings(*values.values())
 
 
 def write_corrupt(path):
@@ -152,31 +159,31 @@ def test_pipeline_failures_and_cancellation_become_clear_errors(handlers):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    kind, error = list(app.run_generation(broken, None, {}, 1, app.threading.Event()))[-1]
+    kind, error = list(gen.run_generation(broken, None, {}, 1, threading.Event()))[-1]
     assert kind == "error"
-    with pytest.raises(gr.Error, match="Generation failed \\(RuntimeError: out of memory\\)"):
-        app.raise_as_gradio_error(error)
-    cancelled = app.threading.Event()
+    message = widgets.user_error(error, "Generation failed", "Try fewer tokens.").message
+    assert message == "Generation failed: RuntimeError: out of memory. Try fewer tokens."
+    cancelled = threading.Event()
     cancelled.set()
     image = Image.new("RGB", (64, 64), "white")
     settings = {"num_inference_steps": 3, "num_tokens": 16, "octree_resolution": 32}
-    kind, error = list(app.run_generation(app.pipeline_for_run(handlers.pipe), image, settings, 0, cancelled))[-1]
-    assert kind == "error" and isinstance(error, app.GenerationCancelled)
+    kind, error = list(gen.run_generation(gen.pipeline_for_run(handlers.pipe), image, settings, 0, cancelled))[-1]
+    assert kind == "error" and isinstance(error, widgets.GenerationCancelled)
 
 
 def test_each_run_gets_its_own_scheduler_but_shares_the_weights(handlers):
-    run = app.pipeline_for_run(handlers.pipe)
+    run = gen.pipeline_for_run(handlers.pipe)
     assert run.scheduler is not handlers.pipe.scheduler
     assert run.transformer is handlers.pipe.transformer and run.vae is handlers.pipe.vae
 
 
 def test_the_demo_says_what_the_loaded_model_is():
     pipe = make_random_pipeline(seed=0)
-    default = app.describe_model(pipe, GenerationDefaults(num_tokens=256, num_inference_steps=20), None)
+    default = gen.describe_model(pipe, GenerationDefaults(num_tokens=256, num_inference_steps=20), None)
     assert "embedded default" in default and "20 procedural shape families" in default and "256 latent tokens" in default
     millions = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6
     assert f"{millions:.1f}M-parameter" in default
-    other = app.describe_model(pipe, GenerationDefaults(), "/models/my-finetune")
+    other = gen.describe_model(pipe, GenerationDefaults(), "/models/my-finetune")
     assert other.startswith("**Model: my-finetune**") and "/models" not in other and "procedural" not in other
 
 
@@ -189,29 +196,29 @@ def test_zero_gpu_decorator_only_when_spaces_is_installed(monkeypatch):
     def generate():
         return "mesh"
 
-    assert app.on_gpu(generate) is generate  # `spaces` is not installed here
+    assert widgets.on_gpu(generate) is generate  # `spaces` is not installed here
     calls = []
     fake_spaces = SimpleNamespace(GPU=lambda duration: lambda fn: calls.append(duration) or fn)
-    monkeypatch.setattr(app, "spaces", fake_spaces)
-    assert app.on_gpu(generate)() == "mesh" and calls == [app.gpu_duration]
+    monkeypatch.setattr(widgets, "spaces", fake_spaces)
+    assert widgets.on_gpu(generate, gen.gpu_duration)() == "mesh" and calls == [gen.gpu_duration]
 
 
 def test_zero_gpu_duration_follows_the_requested_settings():
-    release = app.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 256)
-    assert release == app.GPU_DURATION_S
-    assert app.gpu_duration("x.png", 0, False, 100, 7.0, 2048, 256) > release  # more steps
-    assert app.gpu_duration("x.png", 0, False, 50, 1.0, 2048, 256) < release  # no guidance: one pass per step
-    assert app.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 512) == app.MAX_GPU_DURATION_S  # capped
-    assert app.gpu_duration("x.png", 0, False, 20, 3.0, 256, 128) < 60
-    assert app.gpu_duration("x.png", 0, False, "many", 7.0, 2048, 256) == app.GPU_DURATION_S  # handler names it
+    release = gen.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 256)
+    assert release == gen.GPU_DURATION_S
+    assert gen.gpu_duration("x.png", 0, False, 100, 7.0, 2048, 256) > release  # more steps
+    assert gen.gpu_duration("x.png", 0, False, 50, 1.0, 2048, 256) < release  # no guidance: one pass per step
+    assert gen.gpu_duration("x.png", 0, False, 50, 7.0, 2048, 512) == gen.MAX_GPU_DURATION_S  # capped
+    assert gen.gpu_duration("x.png", 0, False, 20, 3.0, 256, 128) < 60
+    assert gen.gpu_duration("x.png", 0, False, "many", 7.0, 2048, 256) == gen.GPU_DURATION_S  # handler names it
 
 
 def test_a_space_builds_with_the_decorator_and_lazily_cached_examples(monkeypatch, tmp_path):
     """What a ZeroGPU Space runs: `spaces.GPU` around generation (a stand-in here), examples cached lazily."""
     durations = []
-    monkeypatch.setattr(app, "spaces", SimpleNamespace(GPU=lambda duration: lambda fn: durations.append(duration) or fn))
+    monkeypatch.setattr(widgets, "spaces", SimpleNamespace(GPU=lambda duration: lambda fn: durations.append(duration) or fn))
     ran = []
-    monkeypatch.setattr(app.GenerateHandlers, "generate_example", lambda self, image, request=None: ran.append(image))
+    monkeypatch.setattr(gen.GenerateHandlers, "generate_example", lambda self, image, request=None: ran.append(image))
     made = []
     original = gr.Examples
 
@@ -223,7 +230,7 @@ def test_a_space_builds_with_the_decorator_and_lazily_cached_examples(monkeypatc
     monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples-cache"))
     defaults = GenerationDefaults(num_inference_steps=2, guidance_scale=3.0, num_tokens=16, octree_resolution=32)
     app.build_demo(make_random_pipeline(seed=0), defaults, tmp_path, cache_examples=True)
-    assert app.gpu_duration in durations and app.GPU_DURATION_S in durations  # generate, and the example cache
+    assert gen.gpu_duration in durations and gen.GPU_DURATION_S in durations  # generate, and the example cache
     (examples,) = made
     assert examples.cache_examples == "lazy"
     assert ran == []  # lazy: nothing is generated before an example is clicked
@@ -233,14 +240,14 @@ def test_a_space_builds_with_the_decorator_and_lazily_cached_examples(monkeypatc
 
 def test_the_example_cache_runs_one_generation_with_the_tab_defaults(handlers, tmp_path):
     handlers.example_settings = {**FAST, "steps": 2}
-    example = app.EXAMPLES_DIR / "cone.png"
+    example = gen.EXAMPLES_DIR / "cone.png"
     download, viewer, processed, status = handlers.generate_example(str(example), request=REQUEST)
     assert Path(download).suffix == ".glb" and download == viewer
     assert "faces" in status and "background: uniform-background" in status
 
 
 def test_session_folders_are_created_deleted_and_swept(tmp_path):
-    sessions = app.SessionFolders(tmp_path / "sessions")
+    sessions = widgets.SessionFolders(tmp_path / "sessions")
     alice, bob = SimpleNamespace(session_hash="alice"), SimpleNamespace(session_hash="bob")
     sessions.create(alice)
     sessions.create(bob)
@@ -347,3 +354,51 @@ def test_api_errors_are_clean_and_the_server_keeps_serving(client, tmp_path):
         client.predict(None, api_name="/generate")
     download, *_ = client.predict(handle_file(str(box_with_alpha(tmp_path / "box.png"))), api_name="/generate")
     assert len(trimesh.load(download, force="mesh").faces) > 0
+
+
+def test_the_demo_alone_needs_only_triposg_and_the_lab_alone_has_no_generate_tab(tmp_path):
+    script = ("import sys, app; from triposg.pipelines import make_random_pipeline; "
+              "from triposg.loading import GenerationDefaults; "
+              f"demo = app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), {str(tmp_path)!r}, tabs='demo'); "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'evaluation', 'training', 'ui'})); "
+              "print(sorted(fn.api_name for fn in demo.fns.values() if fn.api_visibility == 'public'))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(app.__file__).parent, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert result.returncode == 0, result.stderr
+    modules, apis = result.stdout.strip().splitlines()[-2:]
+    assert modules == "['ui']" and apis == "['cutout', 'generate']"
+    lab = app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), tmp_path, tabs="lab")
+    assert sorted(fn.api_name for fn in lab.fns.values() if fn.api_visibility == "public") == ["arena", "compare", "normal_fid"]
+    with pytest.raises(ValueError, match="tabs must be one of all, demo, lab"):
+        app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), tmp_path, tabs="everything")
+
+
+def test_a_run_locks_its_controls_until_it_ends():
+    (button, cutout), released = gen.busy(), gen.idle()
+    assert button["value"] == gen.BUSY_LABEL and not button["interactive"] and not cutout["interactive"]
+    assert released[0]["value"] == gen.GENERATE_LABEL and all(update["interactive"] for update in released)
+
+
+def test_messages_never_show_server_paths_and_tables_are_rounded():
+    error = FileNotFoundError("/tmp/gradio/3f2a/upload/chair photo.png: no such file; see /srv/app/README.md")
+    message = widgets.user_error(error, "This image cannot be used").message
+    assert "/tmp" not in message and "/srv" not in message and "README.md" in message
+    frame = pd.DataFrame({"variant": ["a", "b"], "fid": [61.716422671987424, 7.5], "chamfer": [0.0123456, 0.004],
+                          "fd": [12.345, 3.0], "fd_std": [2.71828, 0.5], "steps": [20, 10]})
+    shown = widgets.with_spread(widgets.rounded(frame))
+    assert shown["fid"].tolist() == [61.7, 7.5] and shown["chamfer"].tolist() == [0.0123, 0.004]
+    assert shown["fd"].tolist() == ["12.3 ± 2.7", "3.00 ± 0.50"] and "fd_std" not in shown
+    assert shown["steps"].tolist() == [20, 10]
+
+
+def test_colour_from_the_image_paints_the_mesh_and_keeps_it_through_conversion(handlers, tmp_path):
+    image = box_with_alpha(tmp_path / "box.png")  # green (20, 180, 90)
+    download, viewer, processed, stats, seed, last_glb = generate(handlers, image, texture=True, file_format="ply")[-1]
+    assert "**Colour** from the image" in stats and read_glb_metadata(last_glb)["texturing"]["seen_vertices"] > 0
+    for path in (last_glb, download, handlers.convert(last_glb, "obj", REQUEST)):
+        colours = read_mesh(path).visual.vertex_colors[:, :3].astype(float)
+        assert np.abs(np.median(colours, axis=0) - (20, 180, 90)).max() < 25, path  # the box's green, not grey
+    with pytest.raises(gr.Error, match="STL cannot hold"):
+        handlers.convert(last_glb, "stl", REQUEST)
+    with pytest.raises(gr.Error, match="STL cannot hold colours"):
+        generate(handlers, image, texture=True, file_format="stl")

@@ -34,6 +34,11 @@ RECORD_UPDATES_JS = """() => {
 }"""
 
 
+# The Generate button is back to its idle label and enabled.
+BUTTON_READY_JS = """() => { const b = document.querySelector('#generate');
+                             return b && b.innerText.trim() == 'Generate' && !b.disabled; }"""
+
+
 def require_browser():
     """Skip (or fail under TRIPOSG_REQUIRE_BROWSER=1) when Chromium or playwright is missing."""
     missing = []
@@ -97,13 +102,22 @@ def test_upload_generate_view_and_download_in_chromium(demo, tmp_path):
             page.locator("#generate").click()
             toast = page.locator("[data-testid=toast-body]", has_text="This image cannot be used")
             toast.wait_for(timeout=10_000)
-            assert "corrupt" in toast.inner_text()
+            assert "corrupt" in toast.inner_text() and "/tmp" not in toast.inner_text()
+            # The error is marked once, on the status line, and the button is usable again.
+            page.wait_for_function(BUTTON_READY_JS, timeout=10_000)
+            for output in ("#viewer", "#preprocessed", "#download"):
+                assert "Error" not in page.locator(output).inner_text(), output
+            assert "Error" in page.locator("#status").locator("..").inner_text()
             page.locator("[data-testid=toast-close]").click()
 
             upload.set_input_files(str(EXAMPLE))
             page.locator(f'#input-image img[src*="{EXAMPLE.stem}"]').wait_for()
             page.evaluate(RECORD_UPDATES_JS)
             page.locator("#generate").click()
+            # While it runs the button says so and takes no second click.
+            page.wait_for_function(
+                "() => document.querySelector('#generate').innerText.includes('Generating')", timeout=5_000)
+            assert page.locator("#generate").is_disabled()
 
             # The final mesh is in the viewer when its file is the generated GLB (previews are preview_*.glb).
             page.wait_for_function(
@@ -120,6 +134,7 @@ def test_upload_generate_view_and_download_in_chromium(demo, tmp_path):
             assert any("preview_" in href for href in seen["viewer"]), seen["viewer"]  # streamed previews
             status = page.locator("#status").inner_text()
             assert "faces" in status and "watertight" in status and "background: alpha" in status
+            page.wait_for_function(BUTTON_READY_JS, timeout=10_000)
             assert "Preprocessed · alpha" in page.locator("#preprocessed").inner_text()
 
             with page.expect_download() as download_info:
@@ -186,5 +201,44 @@ def test_a_photo_is_cut_out_and_corrected_with_strokes_in_chromium(demo, tmp_pat
             status = page.locator("#status").inner_text()
             assert "background: grabcut+hints" in status and "object in x 0–600" in status, status
             page.screenshot(path=tmp_path / "cutout.png", full_page=True)
+        finally:
+            browser.close()
+
+
+def test_the_lab_tabs_compare_report_errors_and_rate_in_chromium(demo, tmp_path):
+    """Ablations compares two variants side by side; Normal-FID names a missing test set; the Arena rates two
+    variants with the offline judge, every rating beside its interval and the reference marked as fixed."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = demo
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(headless=True, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url)
+            page.get_by_role("tab", name="Ablations").click()
+            page.locator("#compare-image input[type=file]").set_input_files(str(EXAMPLE))
+            page.locator(f'#compare-image img[src*="{EXAMPLE.stem}"]').wait_for()
+            page.locator("#compare").click()
+            page.wait_for_function("() => document.querySelector('#compare-summary').innerText.includes('Variant 2')",
+                                   timeout=GENERATION_TIMEOUT_S * 1000)
+            summary = page.locator("#compare-summary").inner_text()
+            assert summary.count("faces") == 2 and "failed" not in summary, summary
+
+            page.get_by_role("tab", name="Normal-FID").click()
+            page.locator("#normal-fid-test-set textarea").fill("")  # a built corpus would be filled in
+            page.locator("#normal-fid").click()
+            page.locator("[data-testid=toast-body]", has_text="Choose a test set").wait_for(timeout=10_000)
+            page.locator("[data-testid=toast-close]").click()
+
+            page.get_by_role("tab", name="Arena").click()
+            page.locator("#arena-examples input[type=number]").fill("1")
+            page.locator("#arena-examples input[type=number]").press("Enter")
+            page.locator("#arena").click()
+            page.wait_for_function("() => document.querySelector('#arena-status').innerText.includes('fixed reference')",
+                                   timeout=GENERATION_TIMEOUT_S * 1000)
+            elo = page.locator("#arena-elo").inner_text()
+            assert "(fixed reference)" in elo and "[" in elo, elo
+            page.screenshot(path=tmp_path / "arena.png", full_page=True)
         finally:
             browser.close()

@@ -3,6 +3,7 @@ measured CSVs are shown, Normal-FID and the arena run on tiny inputs, and user m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +23,13 @@ from training.data.fields import FieldConfig
 from triposg.loading import GenerationDefaults, load_pipeline
 from triposg.pipelines import make_random_pipeline
 from triposg.schedulers import TripoSGDDPMScheduler
+from ui.generate import EXAMPLES_DIR
+from ui.lab.arena import ArenaHandlers
+from ui.lab.compare import CompareHandlers
+from ui.lab.normal_fid import NormalFidHandlers
+from ui.lab import variants_table as variants_table_module
+from ui.lab.variants_table import MAX_VARIANTS, read_variants, shipped_variants_table
+from ui.widgets import SessionFolders
 
 TINY = GenerationDefaults(num_inference_steps=2, guidance_scale=3.0, num_tokens=16, octree_resolution=32, seed=5)
 REQUEST = SimpleNamespace(session_hash="tabs-test")
@@ -59,8 +67,11 @@ def handlers(tmp_path_factory, loads):
 
     pipe = make_random_pipeline(seed=0)
     pipelines = PipelineCache(pipe, TINY, device="cpu", loader=counting_loader)
-    sessions = app.SessionFolders(tmp_path_factory.mktemp("sessions"))
-    return app.AblationHandlers(pipelines, sessions, tmp_path_factory.mktemp("results") / "ablations")
+    sessions = SessionFolders(tmp_path_factory.mktemp("sessions"))
+    compare = CompareHandlers(pipelines, sessions, tmp_path_factory.mktemp("results") / "ablations")
+    arena = ArenaHandlers(pipelines, sessions)
+    return SimpleNamespace(compare=compare.compare, normal_fid=NormalFidHandlers(pipelines, sessions).normal_fid,
+                           arena=arena.arena, comparison=arena.comparison)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +132,7 @@ def test_variant_rows_are_validated():
         parse_variant_rows([{**rows[0], "num_tokens": 10_000}, rows[1]])
     assert parse_variant_rows([rows[0], {**rows[1], "octree_resolution": 48}])[1].extraction == "tracking"
     with pytest.raises(gr.Error, match="variant 2: octree_resolution must be a number"):
-        app.read_variants({"headers": list(rows[0]), "data": [list(rows[0].values()), ["loaded", "model", "x"]]})
+        read_variants({"headers": list(rows[0]), "data": [list(rows[0].values()), ["loaded", "model", "x"]]})
 
 
 def test_samplers_must_match_the_models_objective():
@@ -139,7 +150,7 @@ def test_compare_runs_variants_side_by_side_and_loads_each_model_once(handlers, 
     for _ in range(2):
         *meshes, summary, timings = handlers.compare(image, SEED, table, REQUEST, no_progress)
     assert loads == [str(saved_model.resolve())]  # loaded once, reused by the second comparison
-    glbs, normals = meshes[:app.MAX_VARIANTS], meshes[app.MAX_VARIANTS:]
+    glbs, normals = meshes[:MAX_VARIANTS], meshes[MAX_VARIANTS:]
     assert glbs[2:] == [None, None] and normals[2:] == [None, None]
     for glb, normal in zip(glbs[:2], normals[:2]):
         assert len(trimesh.load(glb, force="mesh").faces) > 0
@@ -170,7 +181,9 @@ def test_normal_fid_runs_with_history_and_rejects_missing_test_sets(handlers, co
     table = variants_table("loaded")
     results, chart, history, status = handlers.normal_fid(table, str(corpus), "test", None, 0, SEED, REQUEST,
                                                           no_progress)
-    assert results["fd_dinov2"].notna().all() and results["objects"].tolist() == [3]
+    assert results["objects"].tolist() == [3]
+    assert all(re.fullmatch(r"[\d.]+ ± [\d.]+", cell) for cell in results["fd_dinov2"])  # the FD with its spread
+    assert "fd_dinov2_std" not in results and all(" ± " in cell for cell in results["kd_dinov2"])
     assert chart is not None and "FID is unavailable" in status and len(history) == 1
     history = handlers.normal_fid(table, str(corpus), "test", None, 2, SEED, REQUEST, no_progress)[2]
     assert len(history) == 2  # the session's runs accumulate
@@ -183,11 +196,15 @@ def test_normal_fid_runs_with_history_and_rejects_missing_test_sets(handlers, co
 
 
 def test_arena_with_the_offline_judge_rates_variants_and_shows_comparisons(handlers, tmp_path):
-    images = [str(box_with_alpha(tmp_path / "box.png")), str(app.EXAMPLES_DIR / "cone.png")]
+    images = [str(box_with_alpha(tmp_path / "box.png")), str(EXAMPLES_DIR / "cone.png")]
     table = variants_table("loaded", "loaded", num_inference_steps=1)
     elo, radar, status, slider, folder = handlers.arena(table, images, 0, "offline", SEED, REQUEST, no_progress)
     assert len(elo) == 2 and "overall" in elo.columns and Path(radar).is_file()
     assert "PROXY" in status and slider["maximum"] >= 0
+    cells = elo.drop(columns="method").to_numpy().ravel()
+    assert sum("(fixed reference)" in cell for cell in cells) == len(elo.columns) - 1  # the anchor, per criterion
+    assert all(re.fullmatch(r"-?\d+ \[-?\d+, -?\d+\]", cell) for cell in cells if "fixed" not in cell)
+    assert "fixed reference at 1000" in status
     image, text = handlers.comparison(folder, 0)
     assert Path(image).is_file() and "Judge replies" in text and "Votes" in text
     with pytest.raises(gr.Error, match="judge: the public"):
@@ -215,7 +232,7 @@ def test_compare_api_returns_meshes_and_renders(client, tmp_path):
     table = variants_table("loaded", "loaded", guidance_scale=1.0)
     result = client.predict(handle_file(str(box_with_alpha(tmp_path / "box.png"))), SEED,
                             {"headers": list(table.columns), "data": table.values.tolist()}, api_name="/compare")
-    glbs, normals = result[:app.MAX_VARIANTS], result[app.MAX_VARIANTS:2 * app.MAX_VARIANTS]
+    glbs, normals = result[:MAX_VARIANTS], result[MAX_VARIANTS:2 * MAX_VARIANTS]
     assert all(len(trimesh.load(glb, force="mesh").faces) > 0 for glb in glbs[:2]) and glbs[2] is None
     assert Path(normals[0]).is_file() and "cfg 1" in result[-2]
     with pytest.raises(Exception, match="choose 2 to 4 variants"):
@@ -281,8 +298,8 @@ def test_shipped_variant_groups_fill_the_variants_table(tmp_path, monkeypatch):
                                                                                           (7, 56, 64)]
     assert parse_variant_rows([vars(s) for s in specs], min_count=3) == specs  # the table accepts them as they are
 
-    monkeypatch.setattr(app, "shipped_variant_groups", lambda: groups)
-    table = app.shipped_variants_table("tokens")
-    assert len(table) == app.MAX_VARIANTS and table["model"].tolist()[-1] == ""
+    monkeypatch.setattr(variants_table_module, "shipped_variant_groups", lambda: groups)
+    table = shipped_variants_table("tokens")
+    assert len(table) == MAX_VARIANTS and table["model"].tolist()[-1] == ""
     with pytest.raises(gr.Error, match="no shipped ablation variants named 'nope'"):
-        app.shipped_variants_table("nope")
+        shipped_variants_table("nope")

@@ -249,3 +249,17 @@ def test_pixel_extractor_compares_downsampled_images(folders):
     assert different["fd_pixels4"] > 1.0 and different["feature_dim"] == 48
     with pytest.raises(ValueError, match="size"):
         pixel_extractor(0)
+
+
+def test_frechet_distance_of_features_equals_the_matrix_square_root_form_and_its_spread_shrinks_with_samples():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 40)), rng.normal(0.3, 1.5, size=(9, 40))  # fewer samples than dimensions
+    direct = fid.frechet_distance(*fid.feature_statistics(a), *fid.feature_statistics(b))
+    assert fid.frechet_distance_of_features(a, b) == pytest.approx(direct, rel=1e-6)
+    wide_a, wide_b = rng.normal(size=(60, 5)), rng.normal(0.5, 1.0, size=(60, 5))  # more samples than dimensions
+    wide = fid.frechet_distance(*fid.feature_statistics(wide_a), *fid.feature_statistics(wide_b))
+    assert fid.frechet_distance_of_features(wide_a, wide_b) == pytest.approx(wide, rel=1e-6)
+    few = fid.frechet_distance_spread(rng.normal(size=(10, 8)), rng.normal(0.5, 1, size=(10, 8)), 20)
+    many = fid.frechet_distance_spread(rng.normal(size=(400, 8)), rng.normal(0.5, 1, size=(400, 8)), 20)
+    assert few > 3 * many > 0
+    assert np.isnan(fid.frechet_distance_spread(a, b, num_resamples=1))

@@ -10,9 +10,10 @@ import torch
 from .pipelines import TripoSGPipeline
 from .pipelines.generation_config import GENERATION_CONFIG_NAME, GenerationDefaults
 
-__all__ = ["DEFAULT_MODEL_PATH", "GENERATION_CONFIG_NAME", "GenerationDefaults", "default_model_path",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_PATH", "GENERATION_CONFIG_NAME", "GenerationDefaults", "default_model_path",
            "load_pipeline", "resolve_device"]
 
+DEFAULT_MODEL = "default"  # the name that means the embedded default model (as --model, in variant tables)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "default-model"
 
 
@@ -33,17 +34,17 @@ def resolve_device(device: str | None) -> torch.device:
 def load_pipeline(
     model: str | os.PathLike | None = None, device: str | None = None, dtype: torch.dtype | None = None
 ) -> tuple[TripoSGPipeline, GenerationDefaults]:
-    """Load a pipeline (None = the embedded default) onto `device`; returns it with its generation defaults.
+    """Load a pipeline (None or "default" = the embedded default) onto `device`; returns it with its generation defaults.
 
     `model` is a local folder laid out like the release, or a hub id such as `VAST-AI/TripoSG`
     (needs network access or a populated Hugging Face cache). fp16 is used on CUDA when `dtype` is None.
     """
-    source = default_model_path() if model is None else model
+    source = default_model_path() if model in (None, DEFAULT_MODEL) else model
     torch_device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
     local = Path(source)
-    if model is None and not (local / "model_index.json").is_file():
+    if model in (None, DEFAULT_MODEL) and not (local / "model_index.json").is_file():
         raise FileNotFoundError(
             f"the embedded default model is missing at {local}. Restore it from git (`git checkout -- assets`) "
             "or pass --model with a pipeline folder or hub id."

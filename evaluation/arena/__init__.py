@@ -10,7 +10,16 @@ assets from turntable renders and the conditioning image, and the votes become E
 The question's text lives in `evaluation/prompts/` (see its README for how untextured meshes are judged).
 """
 
-from .elo import VOTE_COLUMNS, elo_from_csv, fit_elo, frozen_from_ratings, markdown_table, ratings_table, read_votes
+from .elo import (
+    VOTE_COLUMNS,
+    elo_from_csv,
+    fit_elo,
+    frozen_from_ratings,
+    markdown_table,
+    rating_cells,
+    ratings_table,
+    read_votes,
+)
 from .judges import (
     AnthropicJudge,
     ComparisonRequest,
@@ -66,6 +75,7 @@ __all__ = [
     "measure_asset",
     "parse_reply",
     "plot_radar",
+    "rating_cells",
     "ratings_table",
     "read_votes",
     "render_turntable",

@@ -298,27 +298,38 @@ def ratings_table(ratings: pd.DataFrame, criteria: Sequence[str] | None = None) 
     return table.sort_values(sort_key, ascending=False, na_position="last")
 
 
-def markdown_table(
+def rating_cells(
     ratings: pd.DataFrame, criteria: Sequence[str] | None = None, titles: Mapping[str, str] | None = None
-) -> str:
-    """A Markdown table of `ratings_table`, each cell "rating [ci_low, ci_high]" when intervals exist."""
+) -> pd.DataFrame:
+    """`ratings_table` as text for people: each cell "rating [ci_low, ci_high]" (the interval beside every
+    rating), "rating (fixed reference)" for a method whose rating was held fixed, "–" for no rating; one
+    `method` column first, criteria renamed by `titles`."""
     table = ratings_table(ratings, criteria)
     indexed = ratings.set_index(["method", "criterion"])
-    titles = titles or {}
-    header = ["method", *(titles.get(criterion, criterion) for criterion in table.columns)]
     rows = []
     for method in table.index:
-        cells = [str(method)]
+        cells = {"method": str(method)}
         for criterion in table.columns:
             row = indexed.loc[(method, criterion)]
             if pd.isna(row["rating"]):
-                cells.append("–")
-            elif pd.isna(row["ci_low"]) or row["fixed"]:
-                cells.append(f"{row['rating']:.0f}" + (" (fixed)" if row["fixed"] else ""))
+                cell = "–"
+            elif row["fixed"]:
+                cell = f"{row['rating']:.0f} (fixed reference)"
+            elif pd.isna(row["ci_low"]):
+                cell = f"{row['rating']:.0f}"
             else:
-                cells.append(f"{row['rating']:.0f} [{row['ci_low']:.0f}, {row['ci_high']:.0f}]")
+                cell = f"{row['rating']:.0f} [{row['ci_low']:.0f}, {row['ci_high']:.0f}]"
+            cells[(titles or {}).get(criterion, criterion)] = cell
         rows.append(cells)
-    return markdown_rows(header, rows, right_aligned=len(table.columns)) + "\n"
+    return pd.DataFrame(rows)
+
+
+def markdown_table(
+    ratings: pd.DataFrame, criteria: Sequence[str] | None = None, titles: Mapping[str, str] | None = None
+) -> str:
+    """A Markdown table of `rating_cells`."""
+    cells = rating_cells(ratings, criteria, titles)
+    return markdown_rows(list(cells.columns), cells.values.tolist(), right_aligned=len(cells.columns) - 1) + "\n"
 
 
 def _frozen_per_criterion(
