@@ -88,12 +88,17 @@ def add_normal_fid_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--no-cache", action="store_true", help="always generate, store nothing")
     parser.add_argument("--recon-threshold", type=float, default=0.05, help="F-score threshold (1.8 frame)")
     parser.add_argument("--recon-points", type=int, default=20_000, help="surface samples per shape")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: cuda when available); under accelerate launch each "
+                             "process uses its own GPU unless this is cpu")
     parser.set_defaults(run=run_normal_fid_command)
     return parser
 
 
 def run_normal_fid_command(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
     from triposg.loading import load_pipeline
 
     from .fid import resolve_inception_weights
@@ -108,6 +113,9 @@ def run_normal_fid_command(args: argparse.Namespace) -> int:
         run_normal_fid,
     )
 
+    # Under `accelerate launch` / torchrun each process takes its own device and a share of the objects.
+    state = PartialState(cpu=args.device == "cpu")
+    device = str(state.device) if state.num_processes > 1 else args.device
     fid_mode = args.fid or ("required" if args.inception_weights is not None else "auto")
     config = NormalFidConfig(fid=fid_mode, inception_weights=args.inception_weights,
                              recon_threshold=args.recon_threshold, recon_num_points=args.recon_points,
@@ -116,23 +124,26 @@ def run_normal_fid_command(args: argparse.Namespace) -> int:
     model_identity(args.model)
     if fid_mode == "required":
         resolve_inception_weights(args.inception_weights)
-    test_set = load_test_set(args.test_set, split=args.split, work_dir=args.out / "test_set",
-                             resolution=args.resolution, limit=args.limit)
+    test_set = None
+    if state.is_main_process:  # one process renders a mesh collection's views; the others get its test set
+        test_set = load_test_set(args.test_set, split=args.split, work_dir=args.out / "test_set",
+                                 resolution=args.resolution, limit=args.limit)
+    test_set = broadcast_object_list([test_set])[0]
     variant, pipe = load_model_variant(
-        args.model, args.device, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+        args.model, device, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
         num_tokens=args.num_tokens, octree_resolution=args.octree_resolution,
     )
     if args.fd_encoder is None:
         extractor = dinov2_named_extractor(pipe, variant.name)
     else:
-        encoder_pipe, _ = load_pipeline(args.fd_encoder, args.device)
+        encoder_pipe, _ = load_pipeline(args.fd_encoder, device)
         extractor = dinov2_named_extractor(encoder_pipe, args.fd_encoder)
     cache = None if args.no_cache else GenerationCache(args.cache_dir or _default_cache_dir())
-    print(f"evaluating {variant.name} on {test_set.name}: {len(test_set)} objects; sampling "
-          f"{variant.identity['sampling']}; cache: {cache.root if cache else 'off'}")
+    state.print(f"evaluating {variant.name} on {test_set.name}: {len(test_set)} objects; sampling "  # main only
+                f"{variant.identity['sampling']}; cache: {cache.root if cache else 'off'}")
     result = run_normal_fid(test_set, variant, args.out, config, extractors=[extractor], cache=cache)
-    print(format_summary(result.summary))
-    print(f"results: {args.out / 'per_object.csv'}, {args.out / 'summary.json'}, {args.out / 'comparison.png'}")
+    state.print(format_summary(result.summary))
+    state.print(f"results: {args.out / 'per_object.csv'}, {args.out / 'summary.json'}, {args.out / 'comparison.png'}")
     return 0
 
 

@@ -26,6 +26,9 @@ A generation that fails (e.g. no surface found) counts as an all-background norm
 distances, so a model cannot improve its score by failing; its reconstruction metrics are left empty
 and the failure is counted in the summary.
 
+Several GPUs: under `accelerate launch --num_processes N` each process generates and renders every N-th
+object on its own device; the main process computes the distances once all are done (same files, same numbers).
+
 Outputs in `out_dir`: `per_object.csv`, `summary.json`, `normals/ground_truth/<id>.png`,
 `normals/generated/<id>.png` (the two image sets the distances are computed on) and `comparison.png`
 (ground truth above generated for the first objects).
@@ -64,6 +67,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import trimesh
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -627,6 +632,10 @@ def run_normal_fid(
     generated meshes are reused from and stored (None = always generate). Raises `ValueError` for a test
     set with fewer than 2 objects, `MissingInceptionWeightsError` when `config.fid == "required"` and no
     weights are found, and `RuntimeError` when every generation fails.
+
+    Under `accelerate launch` (or torchrun) with N processes, each evaluates every N-th object with its own
+    `variant` (loaded on its own device) and writes into the shared `out_dir`; the main process computes the
+    distances and writes the summary, and every process returns the whole result.
     """
     config = config or NormalFidConfig()
     start = time.perf_counter()
@@ -638,43 +647,64 @@ def run_normal_fid(
         raise ValueError(f"the identity of {variant.name!r} must be JSON-serialisable: {error}") from error
     if config.fid == "required":
         resolve_inception_weights(config.inception_weights)  # fail before hours of generation
+    state = PartialState()  # one process, or several under accelerate launch (docstring)
     out_dir = Path(out_dir)
-    for folder in (GT_DIR, GENERATED_DIR):  # only our own folders: stale images would enter the distances
-        if (out_dir / folder).exists():
-            shutil.rmtree(out_dir / folder)
-        (out_dir / folder).mkdir(parents=True)
+    if state.is_main_process:
+        for folder in (GT_DIR, GENERATED_DIR):  # only our own folders: stale images would enter the distances
+            if (out_dir / folder).exists():
+                shutil.rmtree(out_dir / folder)
+            (out_dir / folder).mkdir(parents=True)
+    state.wait_for_everyone()
+    share = range(state.process_index, len(test_set), state.num_processes)
+    rows = _evaluate_objects([test_set.objects[i] for i in share], variant, out_dir, config, cache,
+                             progress=progress and state.is_main_process)
+    indexed_rows = sorted(gather_object(list(zip(share, rows))), key=lambda pair: pair[0])  # test-set order
+    rows = [row for _, row in indexed_rows]
 
-    rows, grid_images = [], []
-    counts = {"generated": 0, "cached": 0, "failed": 0}
-    bar = tqdm(test_set.objects, desc=f"Normal-FID {variant.name}", unit="obj", disable=not progress)
-    for test_object in bar:
-        row, normals = _evaluate_object(test_object, variant, out_dir, config, cache)
-        rows.append(row)
-        counts["cached" if row["cached"] else "generated"] += 1
-        counts["failed"] += row["status"] == "failed"
-        if row["status"] == "failed":
-            tqdm.write(f"generation failed for {test_object.object_id}: {row['error']}")
-        if len(grid_images) < 2 * COMPARISON_GRID_OBJECTS:
-            grid_images.extend(normals)
-        bar.set_postfix(cached=counts["cached"], failed=counts["failed"])
+    counts = {"generated": sum(not row["cached"] for row in rows), "cached": sum(row["cached"] for row in rows),
+              "failed": sum(row["status"] == "failed" for row in rows)}
     per_object = pd.DataFrame(rows)
-    per_object.to_csv(out_dir / "per_object.csv", index=False)
+    if state.is_main_process:
+        per_object.to_csv(out_dir / "per_object.csv", index=False)
     if counts["failed"] == len(rows):
         raise RuntimeError(f"every generation failed for {variant.name!r} (errors in {out_dir / 'per_object.csv'}); "
                            f"first error: {rows[0]['error']}")
 
-    distances = _distances(out_dir, config, extractors)
-    summary = _summary(test_set, variant, config, per_object, distances, counts, time.perf_counter() - start)
-    write_bytes_atomic(out_dir / "summary.json", json.dumps(summary, indent=1, default=_json_default).encode())
-    _save_comparison_grid(grid_images, out_dir / "comparison.png")
+    summary = None
+    if state.is_main_process:
+        distances = _distances(out_dir, config, extractors)
+        summary = _summary(test_set, variant, config, per_object, distances, counts, time.perf_counter() - start)
+        write_bytes_atomic(out_dir / "summary.json", json.dumps(summary, indent=1, default=_json_default).encode())
+        grid_images = _comparison_images(out_dir, rows[:COMPARISON_GRID_OBJECTS])
+        _save_comparison_grid(grid_images, out_dir / "comparison.png")
+    summary = broadcast_object_list([summary])[0]  # every process returns the whole result
     return NormalFidResult(summary, per_object, out_dir)
+
+
+def _evaluate_objects(
+    objects: Sequence[TestObject], variant: ModelVariant, out_dir: Path, config: NormalFidConfig,
+    cache: GenerationCache | None, progress: bool,
+) -> list[dict[str, Any]]:
+    """`_evaluate_object` over `objects` with a progress bar; returns their rows in order."""
+    rows, cached, failed = [], 0, 0
+    bar = tqdm(objects, desc=f"Normal-FID {variant.name}", unit="obj", disable=not progress)
+    for test_object in bar:
+        row = _evaluate_object(test_object, variant, out_dir, config, cache)
+        rows.append(row)
+        cached += row["cached"]
+        failed += row["status"] == "failed"
+        if row["status"] == "failed":
+            tqdm.write(f"generation failed for {test_object.object_id}: {row['error']}")
+        bar.set_postfix(cached=cached, failed=failed)
+    return rows
 
 
 def _evaluate_object(
     test_object: TestObject, variant: ModelVariant, out_dir: Path, config: NormalFidConfig,
     cache: GenerationCache | None,
-) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Generate (or reuse), normalise, render and measure one object; returns its row and the two normal maps."""
+) -> dict[str, Any]:
+    """Generate (or reuse), normalise, render and measure one object; returns its row (the two normal maps
+    are written to `out_dir`)."""
     image_bytes = test_object.rgb_path.read_bytes()
     gt_normal = test_object.load_normal()
     key = GenerationCache.key(variant.identity, test_object.object_id, image_bytes)
@@ -706,7 +736,7 @@ def _evaluate_object(
     shutil.copyfile(test_object.normal_path, out_dir / GT_DIR / name)
     Image.fromarray(generated_normal).save(out_dir / GENERATED_DIR / name)
     row.update(gt_normal=(GT_DIR / name).as_posix(), generated_normal=(GENERATED_DIR / name).as_posix())
-    return row, [gt_normal, generated_normal]
+    return row
 
 
 def _generate(
@@ -821,6 +851,16 @@ def format_summary(summary: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
+
+
+def _comparison_images(out_dir: Path, rows: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    """The (ground truth, generated) normal-map pairs of `rows`, read back from `out_dir`, flattened."""
+    images = []
+    for row in rows:
+        for column in ("gt_normal", "generated_normal"):
+            with Image.open(out_dir / row[column]) as image:
+                images.append(np.asarray(image.convert("RGB")))
+    return images
 
 
 def _save_comparison_grid(images: list[np.ndarray], path: Path) -> None:

@@ -4,12 +4,8 @@ processes started by torchrun encode disjoint shares and both end with the whole
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from torchrun_launch import run_torchrun
 
 WORKER = """
 import json, sys
@@ -39,18 +35,7 @@ with open(f"{cache}-rank{rank}.json", "w") as file:  # one file per process: the
 def test_two_processes_fill_the_cache_in_disjoint_shares(training_corpus, vae_folder, tmp_path):
     script = tmp_path / "fill.py"
     script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-         str(training_corpus), str(vae_folder), str(tmp_path / "latents")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parents[1])
-    try:
-        _, stderr = run.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        run.terminate()  # SIGTERM lets torchrun stop its workers (own sessions: a SIGKILL would orphan them)
-        _, stderr = run.communicate(timeout=60)
-        pytest.fail(f"torchrun did not finish in 180 s: {stderr[-3000:]}")
-    assert run.returncode == 0, stderr[-3000:]
+    run_torchrun(script, [str(training_corpus), str(vae_folder), str(tmp_path / "latents")])
     results = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("latents-rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1]
     first, second = (set(r["encoded"]) for r in results)
