@@ -1,5 +1,6 @@
 """Schedulers: the release's rectified-flow convention, eq. 10/11 helpers, and the DDPM/EDM ablation samplers."""
 
+import importlib
 import json
 import math
 
@@ -11,6 +12,7 @@ from triposg.schedulers import (
     SchedulerOutput,
     TripoSGDDPMScheduler,
     TripoSGEDMScheduler,
+    TripoSGSchedulerMixin,
     logit_normal_timesteps,
     paper_t_to_sigma,
     resolution_dependent_shift,
@@ -386,6 +388,49 @@ def test_edm_heun_is_more_accurate_than_euler():
         errors[solver] = (final - exact).abs().max().item()
     # At 40 steps the relative errors are about 7% (Euler, 1st order) and 1% (Heun, 2nd order).
     assert errors["heun"] < 0.25 * errors["euler"]
+
+
+# ---- the common base ----
+
+
+@pytest.mark.parametrize(
+    "make",
+    [RectifiedFlowScheduler, lambda: TripoSGDDPMScheduler(eta=0.0), lambda: TripoSGEDMScheduler(solver="heun")],
+    ids=["rectified_flow", "ddpm", "edm"],
+)
+def test_every_scheduler_counts_steps_and_returns_a_one_item_tuple(make):
+    x0, sample = make_latents(20), make_latents(21)
+    tuple_run, dict_run = make(), make()
+    assert isinstance(tuple_run, TripoSGSchedulerMixin)
+    for scheduler in (tuple_run, dict_run):
+        scheduler.set_timesteps(3)
+        assert scheduler.step_index is None
+    for k, t in enumerate(tuple_run.timesteps):
+        out = tuple_run.step(x0, t, sample, return_dict=False)
+        assert isinstance(out, tuple) and len(out) == 1
+        assert torch.equal(out[0], dict_run.step(x0, t, sample).prev_sample)
+        assert tuple_run.step_index == k + 1
+        sample = out[0]
+
+
+@pytest.mark.parametrize("scheduler_class", [RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler])
+def test_pipeline_folders_can_load_each_scheduler_by_its_module(scheduler_class):
+    # model_index.json names the module (the release: triposg.schedulers.scheduling_rectified_flow); diffusers
+    # finds how to load the class by looking its loader base up as an attribute of that module.
+    module = importlib.import_module(scheduler_class.__module__)
+    assert issubclass(scheduler_class, getattr(module, "SchedulerMixin", type(None)))
+
+
+def test_a_scheduler_without_the_training_interface_cannot_be_built():
+    class SamplingOnly(TripoSGSchedulerMixin):
+        def set_timesteps(self, num_inference_steps, device=None, num_tokens=None):
+            self.timesteps = torch.linspace(1000, 0, num_inference_steps)
+
+        def step(self, model_output, timestep, sample, generator=None, return_dict=True):
+            return self._finish_step(self._index_for_step(timestep), sample, sample, sample.dtype, return_dict)
+
+    with pytest.raises(TypeError, match="add_noise"):
+        SamplingOnly()
 
 
 # ---- save / load ----

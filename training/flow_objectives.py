@@ -1,8 +1,9 @@
 """Training objectives for the latent flow model (paper §3.1–3.2, Table 1), one per core scheduler.
 
 Each objective wraps the scheduler that samples with the trained model, and draws its noise, timesteps,
-model input, target and weight from that scheduler's training helpers, so training and sampling share
-one convention by construction:
+model input, target and weight from that scheduler's training interface (stated once, on
+:class:`triposg.schedulers.TripoSGSchedulerMixin`), so training and sampling share one convention by
+construction:
 
 - ``"rectified_flow"`` (the release): ``x_σ = (1 − σ)·x0 + σ·ε``, timestep ``1000·σ`` with σ logit-normal
   (eq. 10) and shifted toward noise for more tokens (eq. 11, when the scheduler uses dynamic shifting);
@@ -26,7 +27,12 @@ from diffusers.utils.torch_utils import randn_tensor
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
+from triposg.schedulers import (
+    RectifiedFlowScheduler,
+    TripoSGDDPMScheduler,
+    TripoSGEDMScheduler,
+    TripoSGSchedulerMixin,
+)
 
 # The MoE balance loss is a regulariser: small next to the flow loss (≈1 for unit-variance latents) so it
 # spreads tokens across experts without steering the velocity field; ST-MoE / Switch use 1e-2.
@@ -52,14 +58,15 @@ class FlowObjective:
     """Noise, timestep, input, target and weight for one training step, from a core scheduler.
 
     Subclasses only choose the scheduler (and its training-time sampling options); all math lives in the
-    scheduler's ``add_noise`` / ``scale_model_input`` / ``get_training_target`` / ``loss_weighting``.
+    scheduler's training interface: ``sample_training_timesteps`` / ``add_noise`` / ``scale_model_input`` /
+    ``get_training_target`` / ``loss_weighting`` (see :class:`TripoSGSchedulerMixin`).
     """
 
     name: str = ""
     # Pair each noise token with a clean token by a minimum-cost assignment (see `match_tokens_to_noise`).
     match_tokens: bool = False
 
-    def __init__(self, scheduler, **timestep_options):
+    def __init__(self, scheduler: TripoSGSchedulerMixin, **timestep_options):
         self.scheduler = scheduler
         # extra keyword arguments of the scheduler's `sample_training_timesteps` (e.g. the logit-normal m, s)
         self.timestep_options = timestep_options
@@ -176,7 +183,7 @@ def match_tokens_to_noise(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor
     return matched
 
 
-def make_objective(name: str, scheduler=None, **kwargs) -> FlowObjective:
+def make_objective(name: str, scheduler: TripoSGSchedulerMixin | None = None, **kwargs) -> FlowObjective:
     """Objective by name ("rectified_flow", "ddpm", "edm"); ``scheduler`` overrides the default sampler."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown flow objective {name!r}; choose one of {sorted(OBJECTIVES)}")

@@ -15,16 +15,19 @@ step ᾱ = 1, so the returned sample is x̂0.
 """
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import register_to_config
+# Pipeline folders name this module; diffusers looks up the loader base (SchedulerMixin) as its attribute.
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .scheduling_rectified_flow import SchedulerOutput, expand_to_sample, lookup_step_index, step_output
+from .scheduling_utils import SchedulerOutput, TripoSGSchedulerMixin, expand_to_sample
+
+__all__ = ["SchedulerMixin", "TripoSGDDPMScheduler"]
 
 _BETA_SCHEDULES = ("linear", "scaled_linear")
 
 
-class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
+class TripoSGDDPMScheduler(TripoSGSchedulerMixin):
     """Discrete-time DDPM sampler (ε-prediction) with a DDIM ``eta`` knob; see the module docstring.
 
     Args:
@@ -34,9 +37,6 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
         prediction_type: what the network outputs; only "epsilon" (ε̂) is supported.
         eta: 1 = ancestral DDPM (stochastic, uses ``generator``), 0 = deterministic DDIM.
     """
-
-    _compatibles = []
-    order = 1
 
     @register_to_config
     def __init__(
@@ -60,15 +60,7 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"eta must be >= 0, got {eta}.")
         self.betas = betas
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # (T,) float64, ᾱ_t
-        self.init_noise_sigma = 1.0
-        self.num_inference_steps: int | None = None
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1, dtype=torch.float32)
-        self._step_index: int | None = None
-
-    @property
-    def step_index(self) -> int | None:
-        """Index into ``timesteps`` of the next ``step`` call (None before the first step)."""
-        return self._step_index
 
     def set_timesteps(
         self, num_inference_steps: int, device: torch.device | str | None = None, num_tokens: int | None = None
@@ -86,10 +78,6 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = num_inference_steps
         self._step_index = None
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Identity: the ε-network sees ``x_t`` unscaled."""
-        return sample
-
     def _alpha_cumprod_at(self, timestep: torch.Tensor) -> torch.Tensor:
         """ᾱ at integer-valued timesteps (any shape); float64 on the timesteps' device."""
         index = torch.as_tensor(timestep).round().long()
@@ -102,7 +90,7 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
-    ) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    ) -> SchedulerOutput | tuple[torch.Tensor]:
         """One DDPM (eta = 1) / DDIM (eta = 0) step to the next scheduled timestep, computed in float32.
 
         Args:
@@ -111,7 +99,7 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
             sample: (B, M, C) the current ``x_t``.
             generator: drives the ancestral noise z when eta > 0.
         """
-        index = lookup_step_index(self.timesteps, timestep, self._step_index)
+        index = self._index_for_step(timestep)
         t = int(self.timesteps[index])
         alpha_bar = float(self.alphas_cumprod[t])
         alpha_bar_prev = (
@@ -128,9 +116,7 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
         if noise_std > 0:
             z = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=torch.float32)
             prev_sample = prev_sample + noise_std * z
-        self._step_index = index + 1
-
-        return step_output(prev_sample, pred_original_sample, sample.dtype, return_dict)
+        return self._finish_step(index, prev_sample, pred_original_sample, sample.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 
@@ -159,12 +145,6 @@ class TripoSGDDPMScheduler(SchedulerMixin, ConfigMixin):
     def get_training_target(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float | None = None
     ) -> torch.Tensor:
-        """The ε-prediction target: the noise itself. Shape (B, M, C)."""
+        """The ε-prediction target: the noise itself, with the base's uniform weight (DDPM's "simple" loss).
+        Shape (B, M, C)."""
         return noise
-
-    def loss_weighting(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """Per-sample weight (B,) of the ε MSE: uniform (DDPM's "simple" loss)."""
-        return torch.ones_like(torch.as_tensor(timesteps, dtype=torch.float32))
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

@@ -32,16 +32,19 @@ the loss weight λ(σ) = 1 / c_out² the denoiser loss λ·|D − x0|² equals t
 import math
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import register_to_config
+# Pipeline folders name this module; diffusers looks up the loader base (SchedulerMixin) as its attribute.
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .scheduling_rectified_flow import SchedulerOutput, expand_to_sample, lookup_step_index, step_output
+from .scheduling_utils import SchedulerOutput, TripoSGSchedulerMixin, expand_to_sample
+
+__all__ = ["SchedulerMixin", "TripoSGEDMScheduler"]
 
 _SOLVERS = ("euler", "heun")
 
 
-class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
+class TripoSGEDMScheduler(TripoSGSchedulerMixin):
     """EDM ρ-schedule sampler (Euler or Heun) with EDM preconditioning; see the module docstring.
 
     Args:
@@ -53,9 +56,6 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
         solver: "euler" (one model call per step) or "heun" (Karras Algorithm 1).
         prediction_type: "edm" — the network outputs the raw F of the preconditioned denoiser.
     """
-
-    _compatibles = []
-    order = 1
 
     @register_to_config
     def __init__(
@@ -78,15 +78,8 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"TripoSGEDMScheduler supports prediction_type='edm' only, got {prediction_type!r}.")
         # x_T = σ_max·ε (Karras Algorithm 1, line 1).
         self.init_noise_sigma = float(sigma_max)
-        self.num_inference_steps: int | None = None
-        self._step_index: int | None = None
         self._heun_state: tuple[torch.Tensor, torch.Tensor] | None = None  # (x at σ_i, Euler derivative d_i)
         self.set_timesteps(num_train_timesteps)
-
-    @property
-    def step_index(self) -> int | None:
-        """Index into ``timesteps`` of the next ``step`` call (None before the first step)."""
-        return self._step_index
 
     # ---- σ ↔ transformer timestep ----
 
@@ -156,7 +149,7 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
-    ) -> SchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    ) -> SchedulerOutput | tuple[torch.Tensor]:
         """One Euler step (or one half of a Heun step) of ``dx/dσ = (x − D(x; σ)) / σ``, in float32.
 
         Args:
@@ -165,7 +158,7 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
             sample: (B, M, C) the current (unscaled) ``x_σ``.
             generator: unused (deterministic sampler); kept for the common interface.
         """
-        index = lookup_step_index(self.timesteps, timestep, self._step_index)
+        index = self._index_for_step(timestep)
         level = self._level_index[index]
         current = sample.float()
         denoised = self._denoise(model_output.float(), current, float(self.sigmas[level]))
@@ -186,9 +179,7 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
             # Karras Alg. 1: the 2nd-order correction is skipped on the last step (σ_{i+1} = 0).
             if self.config.solver == "heun" and sigma_next > 0:
                 self._heun_state = (current, slope)
-        self._step_index = index + 1
-
-        return step_output(prev_sample, denoised, sample.dtype, return_dict)
+        return self._finish_step(index, prev_sample, denoised, sample.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 
@@ -222,7 +213,11 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
     def get_training_target(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float
     ) -> torch.Tensor:
-        """The F-target ``(x0 − c_skip·x_σ) / c_out`` for the noisy sample ``add_noise(x0, ε, timesteps)``."""
+        """The F-target ``(x0 − c_skip·x_σ) / c_out`` for the noisy sample ``add_noise(x0, ε, timesteps)``.
+
+        The base's uniform loss weight is exact here: the denoiser-space weight λ(σ) = (σ² + σ_d²) / (σ·σ_d)²
+        is cancelled by c_out² when the loss is expressed on F (Karras Table 1).
+        """
         sigma = self.sigma_from_timestep(torch.as_tensor(timesteps).cpu())
         c_skip, c_out, _ = self.preconditioning(sigma)
         # Expanded as a·x0 + b·ε with float64 coefficients: at small σ, x0 − c_skip·x_σ cancels
@@ -231,14 +226,3 @@ class TripoSGEDMScheduler(SchedulerMixin, ConfigMixin):
         noise_weight = expand_to_sample(-c_skip * sigma / c_out, original_samples)
         target = data_weight * original_samples.float() + noise_weight * noise.float()
         return target.to(original_samples.dtype)
-
-    def loss_weighting(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """Per-sample weight (B,) of the F-space MSE: λ(σ)·c_out(σ)² = 1 (Karras Table 1), i.e. uniform.
-
-        The denoiser-space weight λ(σ) = (σ² + σ_d²) / (σ·σ_d)² is exactly cancelled by expressing the
-        loss on F, which is why ``get_training_target`` returns the F-target.
-        """
-        return torch.ones_like(torch.as_tensor(timesteps, dtype=torch.float32))
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

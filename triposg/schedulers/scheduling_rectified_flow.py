@@ -14,92 +14,23 @@ Inference grid: ``s_i = 1 − i/N`` (i = 0..N−1), ``σ_i = shift·s_i / (1 + (
 σ = 0. With ``use_dynamic_shifting=True`` the shift is additionally multiplied by eq. 11's
 ``sqrt(num_tokens / base_num_tokens)``, applied to σ so that more tokens ⇒ more steps at high noise
 (SD3's behaviour; see ``timesteps.py`` for how eq. 11's ``t`` maps onto σ).
-
-This module also hosts :class:`SchedulerOutput` and the timestep → step-index lookup shared by the
-DDPM and EDM ablation schedulers.
 """
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import register_to_config
+# Pipeline folders name this module; diffusers looks up the loader base (SchedulerMixin) as its attribute.
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils import BaseOutput
 
+from .scheduling_utils import SchedulerOutput, TripoSGSchedulerMixin, expand_to_sample
 from .timesteps import logit_normal_timesteps, resolution_shift_factor, shift_sigmas
 
-# A timestep passed to ``step`` may have been through a lower-precision cast (fp16 spacing is 0.5
-# near 1000); farther than this from every scheduled timestep it is a caller bug, not rounding.
-_TIMESTEP_MATCH_TOLERANCE = 0.5
+__all__ = ["SchedulerMixin", "RectifiedFlowScheduler"]
 
 
-@dataclass
-class SchedulerOutput(BaseOutput):
-    """Output of a scheduler ``step``.
-
-    Args:
-        prev_sample: (B, M, C) the sample at the next (less noisy) entry of the schedule.
-        pred_original_sample: (B, M, C) the current clean-latent estimate x̂0 (for streaming previews).
-    """
-
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor
-
-
-def lookup_step_index(
-    schedule_timesteps: torch.Tensor, timestep: torch.Tensor | float, expected_index: int | None = None
-) -> int:
-    """Index of ``timestep`` in ``schedule_timesteps``.
-
-    ``expected_index`` (the scheduler's running counter) wins when it matches, so schedules with a
-    repeated timestep (EDM's Heun corrector) are walked in order; otherwise the nearest entry is used
-    (first one among repeats). A ``timestep`` given as a batch (B,) must hold one value.
-    """
-    if isinstance(timestep, torch.Tensor):
-        flat = timestep.detach().flatten().double().cpu()
-        if flat.numel() == 0:
-            raise ValueError("step() got an empty timestep tensor.")
-        if not torch.all(flat == flat[0]):
-            raise ValueError("step() needs one timestep for the whole batch, got different values.")
-        value = float(flat[0])
-    else:
-        value = float(timestep)
-    distance = (schedule_timesteps.detach().double().cpu() - value).abs()
-    if expected_index is not None and expected_index < len(distance):
-        if distance[expected_index] <= _TIMESTEP_MATCH_TOLERANCE:
-            return expected_index
-    index = int(torch.argmin(distance))
-    if distance[index] > _TIMESTEP_MATCH_TOLERANCE:
-        raise ValueError(
-            f"timestep {value} is not in the scheduler's timesteps; call step() with an entry of "
-            "scheduler.timesteps after set_timesteps()."
-        )
-    return index
-
-
-def step_output(
-    prev_sample: torch.Tensor, pred_original_sample: torch.Tensor, dtype: torch.dtype, return_dict: bool
-) -> SchedulerOutput | tuple[torch.Tensor]:
-    """Cast the float32 results of a step back to the sample dtype and package them (all schedulers).
-
-    With `return_dict=False` the tuple is `(prev_sample,)`, as diffusers' schedulers and the release return."""
-    prev_sample, pred_original_sample = prev_sample.to(dtype), pred_original_sample.to(dtype)
-    if not return_dict:
-        return (prev_sample,)
-    return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
-
-
-def expand_to_sample(values: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-    """Reshape per-sample scalars (B,) or () to broadcast against ``sample`` (B, ...)."""
-    values = values.to(device=sample.device, dtype=torch.float32)
-    if values.ndim == 0:
-        return values
-    return values.reshape(values.shape[0], *([1] * (sample.ndim - 1)))
-
-
-class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
+class RectifiedFlowScheduler(TripoSGSchedulerMixin):
     """Euler sampler for the rectified-flow velocity ``v ≈ x0 − ε`` (release convention, see module doc).
 
     Args:
@@ -109,9 +40,6 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
             ``set_timesteps`` then needs ``num_tokens``. Off in the release.
         base_num_tokens: eq. 11's base resolution n (512 tokens, the first training stage).
     """
-
-    _compatibles = []
-    order = 1
 
     @register_to_config
     def __init__(
@@ -123,17 +51,9 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
     ):
         if shift <= 0:
             raise ValueError(f"shift must be positive, got {shift}.")
-        self.init_noise_sigma = 1.0
-        self.num_inference_steps: int | None = None
         # Before set_timesteps: the full training grid, so len(timesteps) and indexing are meaningful.
         self.sigmas = torch.cat([torch.linspace(1.0, 0.0, num_train_timesteps + 1)[:-1], torch.zeros(1)])
         self.timesteps = self.sigmas[:-1] * num_train_timesteps
-        self._step_index: int | None = None
-
-    @property
-    def step_index(self) -> int | None:
-        """Index into ``timesteps`` of the next ``step`` call (None before the first step)."""
-        return self._step_index
 
     def effective_shift(self, num_tokens: int | None = None) -> float:
         """The shift used for ``num_tokens`` latent tokens: ``shift``, times eq. 11's factor if dynamic."""
@@ -202,10 +122,6 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = len(self.timesteps)
         self._step_index = None
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Identity: rectified flow feeds ``x_σ`` to the network unscaled."""
-        return sample
-
     def step(
         self,
         model_output: torch.Tensor,
@@ -223,7 +139,7 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
             sample: (B, M, C) the current ``x_σ``.
             generator: unused (the sampler is deterministic); kept for the common interface.
         """
-        index = lookup_step_index(self.timesteps, timestep, self._step_index)
+        index = self._index_for_step(timestep)
         sigma = self.sigmas[index].to(sample.device)
         sigma_next = self.sigmas[index + 1].to(sample.device)
         current = sample.float()
@@ -231,9 +147,7 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         # (identical to all-fp32 arithmetic for fp32 models; it keeps fp16 results the release's too).
         prev_sample = current + (sigma - sigma_next) * model_output
         pred_original_sample = current + sigma * model_output.float()
-        self._step_index = index + 1
-
-        return step_output(prev_sample, pred_original_sample, model_output.dtype, return_dict)
+        return self._finish_step(index, prev_sample, pred_original_sample, model_output.dtype, return_dict)
 
     # ---- training helpers: the same convention as `step` ----
 
@@ -246,7 +160,10 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
     ) -> torch.Tensor:
-        """Training timesteps (B,) in (0, 1000): logit-normal σ (eq. 10), shifted like ``set_timesteps``."""
+        """Training timesteps (B,) in (0, 1000): logit-normal σ (eq. 10), shifted like ``set_timesteps``.
+
+        The loss weight stays uniform (SD3-style): this density does the weighting.
+        """
         sigma = logit_normal_timesteps(batch_size, logit_mean, logit_std, generator=generator, device=device)
         sigma = shift_sigmas(sigma, self.effective_shift(num_tokens))
         return sigma * self.config.num_train_timesteps
@@ -267,10 +184,3 @@ class RectifiedFlowScheduler(SchedulerMixin, ConfigMixin):
     ) -> torch.Tensor:
         """The velocity target ``v = x0 − ε`` (independent of the timestep). Shapes (B, M, C)."""
         return original_samples - noise
-
-    def loss_weighting(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """Per-sample weight (B,) of the velocity MSE: uniform (SD3-style, the sampling density does the weighting)."""
-        return torch.ones_like(torch.as_tensor(timesteps, dtype=torch.float32))
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps
