@@ -36,22 +36,45 @@ def pipe():
     return pipe
 
 
+def record_transformer_inputs(pipe, name: str) -> list:
+    """Wrap the DiT's forward to record one of its inputs per call (`timestep`, `encoder_hidden_states`, ...)."""
+    seen, forward = [], pipe.transformer.forward
+
+    def recording_forward(hidden_states, timestep, **kwargs):
+        seen.append({"timestep": timestep, **kwargs}.get(name))
+        return forward(hidden_states, timestep, **kwargs)
+
+    pipe.transformer.forward = recording_forward
+    return seen
+
+
 def test_generates_a_mesh_from_an_image(pipe):
     out = pipe(disc_image(), seed=1, **FAST)
     vertices, faces = out.samples[0]
     assert vertices.dtype == np.float32 and vertices.shape[1] == 3
-    assert faces.dtype == np.int32 and faces.shape[1] == 3 and len(faces) > 0  # int32 as the release
-    assert isinstance(out.meshes[0], trimesh.Trimesh) and len(out.meshes[0].faces) == len(faces)
+    assert faces.dtype == np.int32 and faces.shape[1] == 3  # int32 as the release
+    assert isinstance(out.meshes[0], trimesh.Trimesh) and np.array_equal(out.meshes[0].faces, faces)
+    # A closed surface that uses every vertex: no holes, no dangling vertices from extraction or clean-up.
+    assert out.meshes[0].is_watertight and len(np.unique(faces)) == len(vertices)
     assert np.abs(vertices).max() <= 1.005 + 1e-5
     assert out.latents.shape == (1, 16, 8)
     assert out.preprocessed[0].method == "alpha"
     assert set(out.timings) == {"preprocess", "encode", "sample", "extract"}
 
 
-def test_prepared_images_skip_preprocessing(pipe, tmp_path):
-    disc_image().save(tmp_path / "disc.png")
-    out = pipe(str(tmp_path / "disc.png"), preprocess=False, seed=1, **FAST)
-    assert out.preprocessed is None and len(out.meshes[0].faces) > 0
+def test_prepared_images_skip_preprocessing(tmp_path):
+    pipe = make_random_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    image_tokens = record_transformer_inputs(pipe, "encoder_hidden_states")
+    corner = Image.new("RGBA", (96, 96))
+    corner.paste(disc_image(48), (0, 0))  # preprocessing would crop to the disc and centre it
+    corner.save(tmp_path / "corner.png")
+    prepared = pipe(str(tmp_path / "corner.png"), preprocess=False, seed=1, **FAST)
+    framed = pipe(str(tmp_path / "corner.png"), seed=1, **FAST)
+    assert prepared.preprocessed is None and framed.preprocessed[0].method == "alpha"
+    # The model is conditioned on the image as it is, not on the centred cut-out.
+    steps = FAST["num_inference_steps"]
+    assert len(image_tokens) == 2 * steps and not torch.allclose(image_tokens[0], image_tokens[steps])
 
 
 def test_seed_determines_the_result(pipe):
@@ -110,26 +133,39 @@ def test_callback_on_step_end_sees_and_replaces_latents(pipe):
 
 
 def test_preview_hook_streams_coarse_meshes(pipe):
-    events: list[PreviewEvent] = []
-    pipe(disc_image(), seed=0, preview_every=2, preview_callback=events.append, preview_resolution=32,
-         **{**FAST, "num_inference_steps": 5})
-    assert [e.step for e in events] == [2, 4] and all(e.num_steps == 5 for e in events)
-    assert all(isinstance(e.mesh, trimesh.Trimesh) and len(e.mesh.faces) > 0 for e in events)
-    assert events[1].elapsed >= events[0].elapsed
+    def previews(resolution: int) -> list[PreviewEvent]:
+        events: list[PreviewEvent] = []
+        pipe(disc_image(), seed=0, preview_every=2, preview_callback=events.append, preview_resolution=resolution,
+             **{**FAST, "num_inference_steps": 5})
+        return events
+
+    coarse, fine = previews(16), previews(32)
+    assert [e.step for e in coarse] == [2, 4] and all(e.num_steps == 5 for e in coarse)
+    assert all(isinstance(e.mesh, trimesh.Trimesh) for e in coarse + fine)
+    # Extracted at preview_resolution: half the cells per side leaves about a quarter of the faces.
+    assert all(len(c.mesh.faces) < len(f.mesh.faces) / 2 for c, f in zip(coarse, fine))
+    assert coarse[1].elapsed >= coarse[0].elapsed
 
 
 @pytest.mark.parametrize("scheduler", [TripoSGDDPMScheduler(), TripoSGEDMScheduler()])
 def test_alternative_samplers_run_behind_the_same_pipeline(scheduler):
     pipe = make_random_pipeline(seed=0, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
+    timesteps = record_transformer_inputs(pipe, "timestep")
     out = pipe(disc_image(), seed=0, **FAST)
-    assert len(out.samples[0][1]) > 0 and torch.isfinite(out.latents).all()
+    # The sampler's own schedule drives the loop: one model call per entry (EDM's Heun would make 2N − 1).
+    assert [float(t[0]) for t in timesteps] == pytest.approx(scheduler.timesteps.tolist(), abs=1e-3)
+    assert torch.isfinite(out.latents).all()
 
 
 def test_clip_branch_pipeline_and_missing_clip_error():
     pipe = make_random_pipeline(seed=0, use_clip=True)
     pipe.set_progress_bar_config(disable=True)
-    assert len(pipe(disc_image(), seed=0, **FAST).meshes[0].faces) > 0
+    clip_tokens = record_transformer_inputs(pipe, "encoder_hidden_states_2")
+    pipe(disc_image(), seed=0, **FAST)
+    # Every model call gets the CLIP token (B, 1, D_clip): zeros for the unconditional half, the image's for the other.
+    assert len(clip_tokens) == FAST["num_inference_steps"] and all(c.shape == (2, 1, 24) for c in clip_tokens)
+    assert all(torch.count_nonzero(c[0]) == 0 and torch.count_nonzero(c[1]) > 0 for c in clip_tokens)
     pipe.image_encoder_clip = None
     with pytest.raises(ValueError, match="image_encoder_clip"):
         pipe(disc_image(), seed=0, **FAST)

@@ -11,7 +11,7 @@ import torch
 from training.data.datasets import usable_rows
 from training.engine.checkpoint import list_checkpoints
 from training.train_flow import main
-from triposg.models import TripoSGDiTModel
+from triposg.models import TripoSGDiTModel, TripoSGVAEModel
 from triposg.pipelines import TripoSGPipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,16 +59,19 @@ def test_run_logs_every_term_checkpoints_and_samples(dense_run):
     assert (dense_run / "config.yaml").is_file()
 
 
-def test_exported_pipeline_loads_and_generates(dense_run, training_corpus):
+def test_exported_pipeline_loads_and_generates(dense_run, training_corpus, vae_folder):
     folder = dense_run / "pipeline"
     for part in ("vae", "transformer", "scheduler", "image_encoder_dinov2", "feature_extractor_dinov2",
                  "generation_config.json"):
         assert (folder / part).exists(), part
     pipe = TripoSGPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
+    # The run's frozen VAE travels with the export unchanged (its surface is what the latents were trained on).
+    run_vae, exported_vae = TripoSGVAEModel.from_pretrained(vae_folder).state_dict(), pipe.vae.state_dict()
+    assert exported_vae.keys() == run_vae.keys() and all(torch.equal(exported_vae[k], run_vae[k]) for k in run_vae)
     image = next(training_corpus.rglob("eval_rgb.png"))
     output = pipe(str(image), num_inference_steps=2, num_tokens=32, octree_resolution=32, preprocess=False, seed=0)
-    assert output.meshes[0] is not None and len(output.meshes[0].faces) > 0
+    assert output.meshes[0].is_watertight
 
 
 def test_cli_generates_from_the_exported_pipeline(dense_run, training_corpus, tmp_path):
