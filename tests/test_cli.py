@@ -86,3 +86,11 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     result = run_cli("generate", "x.png", "--model", str(tmp_path / "nope"), "-o", str(tmp_path))
     assert result.returncode == 2
     assert "nope" in result.stderr
+
+
+def test_images_sharing_a_name_get_one_output_file_each(tmp_path):
+    from triposg.cli import output_paths
+
+    images = [Path("a/photo.jpg"), Path("a/photo.png"), Path("b/photo.jpg"), Path("cone.png")]
+    names = [path.name for path in output_paths(images, tmp_path, "glb")]
+    assert names == ["photo_jpg.glb", "photo_png.glb", "photo_jpg_2.glb", "cone.glb"]

@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .geometry import SUPPORTED_FORMATS, VOLUME_DECODERS, export_mesh
 from .loading import load_pipeline
-from .preprocessing import BACKGROUND_METHODS
+from .preprocessing import BACKGROUND_METHODS, read_image_info
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m triposg", description="TripoSG image-to-3D")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate one mesh per image")
-    gen.add_argument("images", nargs="+", type=Path, help="input images (PNG/JPEG/WebP, alpha used if present)")
+    gen.add_argument("images", nargs="+", type=Path,
+                     help="input photos or renders (JPEG, PNG, WebP, AVIF, ...; HEIC with pillow-heif installed)")
     gen.add_argument("-o", "--output-dir", type=Path, default=Path("outputs"), help="where meshes are written")
     gen.add_argument("--model", default=None, help="pipeline folder or hub id (default: the embedded model)")
     gen.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
@@ -37,6 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="colour the mesh from the input image (vertex colours; GLB, PLY and OBJ keep them)")
     gen.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     return parser
+
+
+def output_paths(images: list[Path], output_dir: Path, file_format: str) -> list[Path]:
+    """One mesh file per image, named after it: `photo.glb`; `photo_jpg.glb` and `photo_png.glb` when two images
+    share a stem, and a number after that when names still clash (the same name in two folders)."""
+    stems = Counter(path.stem for path in images)
+    taken: set[str] = set()
+    targets = []
+    for path in images:
+        name = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.')}"
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}_{number}"
+        taken.add(candidate)
+        targets.append(output_dir / f"{candidate}.{file_format}")
+    return targets
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -60,18 +79,28 @@ def generate(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else defaults.seed
     args.output_dir.mkdir(parents=True, exist_ok=True)
     failures = []
-    for image_path in tqdm(args.images, desc="images", unit="image"):
-        target = args.output_dir / f"{image_path.stem}.{args.format}"
+    targets = output_paths(args.images, args.output_dir, args.format)
+    for image_path, target in zip(tqdm(args.images, desc="images", unit="image"), targets):
         try:
             start = time.perf_counter()
+            notes = read_image_info(image_path).notes()
             output = pipe(str(image_path), seed=seed, **settings)
             metadata = {"source_image": image_path.name, "seed": seed, "model": str(args.model or "default"),
                         **settings, "timings": output.timings}
+            cut = ""
+            if output.preprocessed:  # what the cut-out did, so an uncertain one is seen before the mesh is used
+                cutout = output.preprocessed[0]
+                metadata["cutout"] = {"method": cutout.method, "confidence": float(cutout.confidence),
+                                      "bbox": [int(v) for v in cutout.bbox]}
+                cut = f", cut-out {cutout.method} at confidence {cutout.confidence:.2f}"
+                notes += cutout.notes
             if output.texturing:
                 metadata["texturing"] = output.texturing[0].metadata()
             export_mesh(output.meshes[0], target, args.format, metadata=metadata)
-            tqdm.write(f"{image_path} -> {target} ({len(output.meshes[0].faces)} faces, "
+            tqdm.write(f"{image_path} -> {target} ({len(output.meshes[0].faces)} faces{cut}, "
                        f"{time.perf_counter() - start:.1f} s)")
+            for note in notes:
+                tqdm.write(f"  note: {note}")
         except Exception as error:  # one bad image must not lose the others
             failures.append(image_path)
             tqdm.write(f"error: {image_path}: {error}", file=sys.stderr)

@@ -19,6 +19,10 @@ import PIL.ImageOps
 # own bomb threshold, so every path (file, PIL image, array) gets the same limit and the same message.
 MAX_PIXELS = 89_478_485
 MAX_SIDE = 2000  # the release caps the long side at 2000 px before segmentation
+# ISO base media "ftyp" brands of HEIF stills and sequences (iPhone photos are "heic"). AVIF shares the container
+# but Pillow reads it itself; these need the optional pillow-heif plugin.
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+HEIF_PLUGIN = "pillow-heif==1.8.1"  # the newest release that supports our Pillow 12 (1.9 needs Pillow 13)
 
 _SIXTEEN_BIT_MAX = 65535.0
 
@@ -112,15 +116,55 @@ def _check_pixel_count(width: int, height: int, name: str) -> None:
         )
 
 
+def _register_heif_plugin() -> bool:
+    """Let Pillow open HEIC/HEIF files when the optional pillow-heif package is installed; True if it is.
+    Imported only when a HEIF file turns up, so the package costs nothing when it is absent or unused."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _is_heif(path: Path) -> bool:
+    """Whether the file is an ISO base media file whose brand is HEIF (bytes 4–8 "ftyp", 8–12 the brand)."""
+    with path.open("rb") as file:
+        head = file.read(12)
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def _upright_size(image: PIL.Image.Image) -> tuple[int, int]:
+    """(width, height) as the image is shown: EXIF orientations 5–8 turn it a quarter."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):  # a broken EXIF block: `load_image` keeps the stored orientation
+        return image.size
+    return image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
+
+
 @dataclass(frozen=True)
 class ImageFileInfo:
     """What an image file's header says. `format`: e.g. "PNG"; `mode`: the stored PIL mode (e.g. "CMYK",
-    "P", "L"); `size`: (width, height); `num_frames`: more than 1 for animations (only the first is used)."""
+    "P", "L", "I;16"); `size`: (width, height) as shown, EXIF rotation applied (the frame `load_image`
+    returns before its size cap); `num_frames`: more than 1 for animations (only the first is used)."""
 
     format: str
     mode: str
     size: tuple[int, int]
     num_frames: int
+
+    def notes(self, max_side: int = MAX_SIDE) -> list[str]:
+        """What loading will do to this file that its owner may not expect (for a log or a status line)."""
+        notes = []
+        if self.num_frames > 1:
+            notes.append(f"the image is animated ({self.num_frames} frames); only the first frame is used")
+        if max(self.size) > max_side:
+            notes.append(f"the image is {self.size[0]}×{self.size[1]}; it is downscaled to {max_side} px on the "
+                         "long side")
+        if self.mode == "CMYK":
+            notes.append("the image is CMYK; it is converted to RGB without colour management, so colours may shift")
+        return notes
 
 
 def _open_file(path: Path, decode: bool = True) -> tuple[PIL.Image.Image | None, ImageFileInfo]:
@@ -129,6 +173,7 @@ def _open_file(path: Path, decode: bool = True) -> tuple[PIL.Image.Image | None,
         raise ImageError(f"image file not found: {path}")
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
+    needs_heif_plugin = _is_heif(path) and not _register_heif_plugin()
     try:
         with warnings.catch_warnings():
             # Our own size check below gives the clearer message for Pillow's bomb warning range.
@@ -137,7 +182,7 @@ def _open_file(path: Path, decode: bool = True) -> tuple[PIL.Image.Image | None,
                 # The header alone gives the size, so bombs are refused before any pixel is decoded.
                 _check_pixel_count(opened.width, opened.height, path.name)
                 info = ImageFileInfo(
-                    opened.format or "unknown", opened.mode, opened.size, getattr(opened, "n_frames", 1)
+                    opened.format or "unknown", opened.mode, _upright_size(opened), getattr(opened, "n_frames", 1)
                 )
                 if not decode:
                     return None, info
@@ -151,6 +196,12 @@ def _open_file(path: Path, decode: bool = True) -> tuple[PIL.Image.Image | None,
             "long side first"
         ) from error
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for corrupt or truncated data
+        if needs_heif_plugin and isinstance(error, PIL.UnidentifiedImageError):
+            raise ImageError(
+                f"{path.name} is a HEIC/HEIF photo, which this installation cannot read: pip install {HEIF_PLUGIN} "
+                "(used automatically once installed), or export the photo as JPEG (on an iPhone: Settings > "
+                "Camera > Formats > Most Compatible)"
+            ) from error
         raise ImageError(
             f"cannot read {path.name} as an image ({error}); the file is corrupt, truncated or not an image. "
             "Re-export it as PNG or JPEG."
