@@ -153,7 +153,8 @@ def test_compare_runs_variants_side_by_side_and_loads_each_model_once(handlers, 
     glbs, normals = meshes[:MAX_VARIANTS], meshes[MAX_VARIANTS:]
     assert glbs[2:] == [None, None] and normals[2:] == [None, None]
     for glb, normal in zip(glbs[:2], normals[:2]):
-        assert len(trimesh.load(glb, force="mesh").faces) > 0
+        mesh = trimesh.load(glb, force="mesh")
+        assert mesh.is_watertight and abs(mesh.vertices).max() <= 1.01  # a closed surface inside the bounds
         assert normal.shape == (256, 256, 3) and (normal != 255).any()  # the object is visible
     assert timings["sample_s"].gt(0).all() and len(timings) == 2 and "dense 32" in summary
 
@@ -233,7 +234,7 @@ def test_compare_api_returns_meshes_and_renders(client, tmp_path):
     result = client.predict(handle_file(str(box_with_alpha(tmp_path / "box.png"))), SEED,
                             {"headers": list(table.columns), "data": table.values.tolist()}, api_name="/compare")
     glbs, normals = result[:MAX_VARIANTS], result[MAX_VARIANTS:2 * MAX_VARIANTS]
-    assert all(len(trimesh.load(glb, force="mesh").faces) > 0 for glb in glbs[:2]) and glbs[2] is None
+    assert all(trimesh.load(glb, force="mesh").is_watertight for glb in glbs[:2]) and glbs[2] is None
     assert Path(normals[0]).is_file() and "cfg 1" in result[-2]
     with pytest.raises(Exception, match="choose 2 to 4 variants"):
         client.predict(handle_file(str(tmp_path / "box.png")), SEED,

@@ -96,7 +96,7 @@ class SessionFolders:
 
 def open_input_image(path: str | None) -> tuple[PIL.Image.Image, ImageFileInfo]:
     """Validate an uploaded file and decode it; `gr.Error` for anything unusable, `gr.Warning` for an
-    animation (its first frame is used) and `gr.Info` for a downscaled or converted image."""
+    animation (its first frame is used) and `gr.Info` for a downscaled or converted image (`ImageFileInfo.notes`)."""
     if path is None:
         raise gr.Error("Upload an image first (or pick one of the examples).", print_exception=False)
     try:
@@ -104,12 +104,9 @@ def open_input_image(path: str | None) -> tuple[PIL.Image.Image, ImageFileInfo]:
         image = load_image(path)
     except ImageError as error:
         raise user_error(error, "This image cannot be used") from None
-    if info.num_frames > 1:
-        gr.Warning(f"The image is animated ({info.num_frames} frames); only the first frame is used.")
-    if max(info.size) > MAX_SIDE:
-        gr.Info(f"The image is {info.size[0]}×{info.size[1]}; it is downscaled to {MAX_SIDE} px on the long side.")
-    if info.mode == "CMYK":
-        gr.Info("The image is CMYK; it is converted to RGB without colour management, so colours may shift.")
+    for note in info.notes(MAX_SIDE):  # the animation is a warning (a frame is dropped), the rest information
+        show = gr.Warning if note.startswith("the image is animated") else gr.Info
+        show(note[0].upper() + note[1:] + ".")
     return image, info
 
 
