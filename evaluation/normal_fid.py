@@ -484,21 +484,24 @@ def model_identity(model: PathLike | None) -> dict[str, Any]:
 
 
 def pipeline_variant(
-    pipe: TripoSGPipeline, settings: GenerationDefaults, identity: dict[str, Any], name: str = "model"
+    pipe: TripoSGPipeline, settings: GenerationDefaults, identity: dict[str, Any], name: str = "model",
+    **call_kwargs: Any,
 ) -> ModelVariant:
     """A `ModelVariant` generating with a `TripoSGPipeline` and `settings` (the same seed for every object).
-    `identity` is the model's (`model_identity`); settings, device and dtype are added to it."""
+    `identity` is the model's (`model_identity`); settings, the extra pipeline arguments `call_kwargs` (e.g. an
+    `extraction` method), device and dtype are added to it. The one place a pipeline becomes a variant: the
+    app's variant tables (`evaluation.variants.spec_model_variant`) and the baselines build on it."""
 
     def generate(image: Image.Image, test_object: TestObject) -> trimesh.Trimesh:
         output = pipe(
             image, num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             num_tokens=settings.num_tokens, octree_resolution=settings.octree_resolution, seed=settings.seed,
-            query_precision=settings.query_precision, preprocess=True,
+            query_precision=settings.query_precision, preprocess=True, **call_kwargs,
         )
         return output.meshes[0]
 
     runtime = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
-    full_identity = {"model": identity, "sampling": dataclasses.asdict(settings), "runtime": runtime}
+    full_identity = {"model": identity, "sampling": {**dataclasses.asdict(settings), **call_kwargs}, "runtime": runtime}
     return ModelVariant(name, generate, full_identity)
 
 

@@ -40,7 +40,7 @@ from triposg.rendering import EVALUATION_CAMERA, normalize_mesh, render
 from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
 
 from .arena import Asset
-from .normal_fid import GT_FRAME_MARGIN, ModelVariant, TestObject, model_identity
+from .normal_fid import GT_FRAME_MARGIN, ModelVariant, model_identity, pipeline_variant
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -302,17 +302,15 @@ def run_variant(cache: PipelineCache, image: PIL.Image.Image, spec: VariantSpec,
 
 
 def spec_model_variant(cache: PipelineCache, spec: VariantSpec, seed: int) -> ModelVariant:
-    """A Normal-FID `ModelVariant` generating with `spec` (loads the model now, so errors come first)."""
-    pipe, _ = cache.get(spec.model)
-    run = pipeline_with_sampler(pipe, spec.sampler)
-
-    def generate(image: PIL.Image.Image, test_object: TestObject) -> trimesh.Trimesh:
-        return run(image, seed=seed, **spec.pipeline_kwargs()).meshes[0]
-
-    runtime = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
-    identity = {"model": cache.identity(spec.model), "sampling": {**dataclasses.asdict(spec), "seed": seed},
-                "runtime": runtime}
-    return ModelVariant(spec.label, generate, identity)
+    """A Normal-FID `ModelVariant` generating with `spec` (loads the model now, so errors come first):
+    `normal_fid.pipeline_variant` over the model with the spec's sampler, settings and extraction."""
+    pipe, defaults = cache.get(spec.model)
+    settings = dataclasses.replace(defaults, num_inference_steps=spec.num_inference_steps,
+                                   guidance_scale=spec.guidance_scale, num_tokens=spec.num_tokens,
+                                   octree_resolution=spec.octree_resolution, seed=seed)
+    identity = {**cache.identity(spec.model), "sampler": spec.sampler}
+    return pipeline_variant(pipeline_with_sampler(pipe, spec.sampler), settings, identity, spec.label,
+                            extraction=spec.extraction)
 
 
 def timings_table(runs: list[VariantRun]) -> pd.DataFrame:
