@@ -425,3 +425,16 @@ def test_flow_training_reads_fp16_parts_as_float32(clip_pipeline, tmp_path):
     assert {p.dtype for p in vae.parameters()} == {torch.float32}
     assert {p.dtype for p in encoder.parameters()} == {torch.float32}
     assert torch.equal(vae.quant.weight, half.vae.quant.weight.float())
+
+
+def test_the_export_section_is_the_one_set_of_generation_settings():
+    from training.train_flow import FlowExportConfig
+    from triposg.loading import GenerationDefaults
+
+    export = FlowExportConfig(num_inference_steps=20, guidance_scale=3.0, octree_resolution=128)
+    assert isinstance(export, GenerationDefaults)
+    exported = export.for_model(largest_num_tokens=256)
+    assert type(exported) is GenerationDefaults and exported.num_tokens == 256  # None = the largest training M
+    assert FlowExportConfig(num_tokens=512).for_model(256).num_tokens == 512
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        FlowExportConfig(num_inference_steps=0).for_model(256)  # the same limits as the app and the CLI

@@ -22,6 +22,7 @@ folder (`TripoSGPipeline.from_pretrained`, `python -m triposg generate --model <
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import warnings
 from collections.abc import Callable, Sequence
@@ -137,15 +138,17 @@ class FlowSampleConfig:
 
 
 @dataclass
-class FlowExportConfig:
-    """The `export:` section: the `generation_config.json` defaults of the exported pipeline."""
+class FlowExportConfig(GenerationDefaults):
+    """The `export:` section: the exported pipeline's `generation_config.json` — the one set of generation
+    settings (`GenerationDefaults`, checked by its `validate`), with two training defaults of its own."""
 
-    num_inference_steps: int = 50
-    guidance_scale: float = 7.0
     num_tokens: int | None = None  # None = the largest training M
-    octree_resolution: int = 256
-    seed: int = 42
     query_precision: str = "auto"  # field queries in bf16 on CPUs that have it (check the model's meshes with it)
+
+    def for_model(self, largest_num_tokens: int) -> GenerationDefaults:
+        """The settings the exported folder gets: `num_tokens` filled in, validated."""
+        values = {**dataclasses.asdict(self), "num_tokens": self.num_tokens or largest_num_tokens}
+        return GenerationDefaults(**values).validate()
 
 
 @dataclass
@@ -465,12 +468,7 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     trainer.train(resume=resume)
     if trainer.accelerator.is_main_process:
         exported = trainer.averaged_model() if config.model.export_ema else trainer.unwrapped_model
-        export = config.export
-        defaults = GenerationDefaults(num_inference_steps=export.num_inference_steps,
-                                      guidance_scale=export.guidance_scale,
-                                      num_tokens=export.num_tokens or largest,
-                                      octree_resolution=export.octree_resolution, seed=export.seed,
-                                      query_precision=export.query_precision)
+        defaults = config.export.for_model(largest)
         if config.model.lora_rank > 0:
             exported.transformer.save_lora_adapter(output_dir / "lora", weight_name=LORA_WEIGHT_NAME)
         else:
