@@ -362,7 +362,8 @@ def test_api_errors_are_clean_and_the_server_keeps_serving(client, tmp_path):
 def test_the_demo_alone_needs_only_triposg_and_the_lab_alone_has_no_generate_tab(tmp_path):
     script = ("import sys, app; from triposg.pipelines import make_random_pipeline; "
               "from triposg.loading import GenerationDefaults; "
-              f"demo = app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), {str(tmp_path)!r}, tabs='demo'); "
+              "demo = app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), "
+              f"{str(tmp_path)!r}, tabs='demo'); "
               "print(sorted({m.split('.')[0] for m in sys.modules} & {'evaluation', 'training', 'ui'})); "
               "print(sorted(fn.api_name for fn in demo.fns.values() if fn.api_visibility == 'public'))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
@@ -371,7 +372,8 @@ def test_the_demo_alone_needs_only_triposg_and_the_lab_alone_has_no_generate_tab
     modules, apis = result.stdout.strip().splitlines()[-2:]
     assert modules == "['ui']" and apis == "['cutout', 'generate']"
     lab = app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), tmp_path, tabs="lab")
-    assert sorted(fn.api_name for fn in lab.fns.values() if fn.api_visibility == "public") == ["arena", "compare", "normal_fid"]
+    public = sorted(fn.api_name for fn in lab.fns.values() if fn.api_visibility == "public")
+    assert public == ["arena", "compare", "normal_fid"]
     with pytest.raises(ValueError, match="tabs must be one of all, demo, lab"):
         app.build_demo(make_random_pipeline(seed=0), GenerationDefaults(), tmp_path, tabs="everything")
 

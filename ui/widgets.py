@@ -164,7 +164,8 @@ def with_spread(frame: pd.DataFrame, suffix: str = "_std") -> pd.DataFrame:
         if column not in frame.columns:
             continue
         cells = []
-        for value, std in zip(pd.to_numeric(frame[column], errors="coerce"), pd.to_numeric(frame[spread], errors="coerce")):
+        values, spreads = pd.to_numeric(frame[column], errors="coerce"), pd.to_numeric(frame[spread], errors="coerce")
+        for value, std in zip(values, spreads):
             if pd.isna(value):
                 cells.append("–")
             elif pd.isna(std) or std <= 0:
