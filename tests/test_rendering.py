@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from triposg import rendering
 from triposg.rendering import (
     EVALUATION_CAMERA,
     Camera,
     RendererUnavailableError,
+    backend,
     make_image_grid,
     normalize_mesh,
     render,
@@ -129,7 +130,7 @@ def test_smooth_shading_keeps_the_flat_faces_of_a_box_flat():
 
 def test_backend_falls_back_in_order_and_explains_a_missing_one(monkeypatch):
     # Pretend nothing was chosen yet and plain EGL fails: surfaceless EGL must be picked and exported.
-    monkeypatch.setattr(rendering, "_backend_name", None)
+    monkeypatch.setattr(backend, "_backend_name", None)
     for name in ("PYOPENGL_PLATFORM", "EGL_PLATFORM"):  # set-then-delete so monkeypatch restores both
         monkeypatch.setenv(name, "placeholder")
         monkeypatch.delenv(name)
@@ -139,16 +140,27 @@ def test_backend_falls_back_in_order_and_explains_a_missing_one(monkeypatch):
         tried.append(dict(env))
         return None if env.get("EGL_PLATFORM") == "surfaceless" else "EGL_NOT_INITIALIZED"
 
-    monkeypatch.setattr(rendering, "_probe_backend", probe)
-    assert rendering.renderer_backend() == "egl (surfaceless)"
+    monkeypatch.setattr(backend, "_probe_backend", probe)
+    assert renderer_backend() == "egl (surfaceless)"
     assert tried[0] == {"PYOPENGL_PLATFORM": "egl"} and len(tried) == 2
-    assert rendering.os.environ["EGL_PLATFORM"] == "surfaceless"
+    assert backend.os.environ["EGL_PLATFORM"] == "surfaceless"
 
-    monkeypatch.setattr(rendering, "_backend_name", None)
+    monkeypatch.setattr(backend, "_backend_name", None)
     monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
-    monkeypatch.setattr(rendering, "_probe_backend", lambda env: "libEGL.so.1: cannot open shared object file")
+    monkeypatch.setattr(backend, "_probe_backend", lambda env: "libEGL.so.1: cannot open shared object file")
     with pytest.raises(RendererUnavailableError, match="libegl1 libgl1-mesa-dri.*libosmesa6"):
-        rendering.renderer_backend()
+        renderer_backend()
+
+
+def test_importing_the_package_leaves_the_gl_platform_unchosen():
+    """PyOpenGL fixes its platform on first import, so importing `triposg.rendering` must neither import
+    pyrender/OpenGL nor set the platform; the backend is picked on the first render."""
+    script = ("import os, sys\nimport triposg.rendering\n"
+              "print(sorted({'pyrender', 'OpenGL'} & set(sys.modules)), 'PYOPENGL_PLATFORM' in os.environ)\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("PYOPENGL_PLATFORM", "EGL_PLATFORM")}
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                               cwd=Path(__file__).resolve().parents[1], env=env, check=True)
+    assert completed.stdout.split() == ["[]", "False"]
 
 
 def test_crease_split_keeps_box_edges_sharp_and_spheres_smooth():
