@@ -14,7 +14,6 @@ objective is the update rule (DDPM ancestral vs deterministic DDIM, EDM Euler vs
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import re
@@ -247,7 +246,7 @@ def pipeline_with_sampler(pipe: TripoSGPipeline, sampler: str = MODEL_SAMPLER) -
     """A pipeline sharing `pipe`'s weights with a scheduler of its own (schedulers keep per-run state, so
     concurrent runs must not share one): a copy of the model's, or `sampler` (a key of `SAMPLERS`) made
     from the model's scheduler config. Raises `ValueError` when the sampler needs another objective."""
-    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler = None  # a copy of the model's
     if sampler != MODEL_SAMPLER:
         choice = SAMPLERS[sampler]
         own = type(pipe.scheduler)
@@ -257,7 +256,7 @@ def pipeline_with_sampler(pipe: TripoSGPipeline, sampler: str = MODEL_SAMPLER) -
                 f"sampler {sampler!r} needs a model trained with the {choice.objective} objective, but this model's "
                 f"scheduler is {own.__name__}; use {MODEL_SAMPLER!r} or one of {usable or 'none'} (module docstring)")
         scheduler = choice.scheduler.from_config(pipe.scheduler.config, **choice.overrides)
-    run = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+    run = pipe.with_scheduler(scheduler)
     run.set_progress_bar_config(disable=True)
     return run
 

@@ -4,7 +4,6 @@ the demo runs without the evaluation lab (`app.py --no-lab`)."""
 
 from __future__ import annotations
 
-import copy
 import os
 import queue
 import random
@@ -176,7 +175,7 @@ def describe_cutout(prepared: PreprocessResult) -> str:
 def pipeline_for_run(pipe: TripoSGPipeline) -> TripoSGPipeline:
     """A pipeline sharing `pipe`'s weights with a scheduler of its own: the scheduler keeps per-run state
     (timesteps, step index), so concurrent generations must not share one."""
-    run = type(pipe)(**{**pipe.components, "scheduler": copy.deepcopy(pipe.scheduler)})
+    run = pipe.with_scheduler()
     run.set_progress_bar_config(disable=True)
     return run
 

@@ -6,6 +6,7 @@ Loads a folder laid out like the released `VAST-AI/TripoSG` checkpoint (same com
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,12 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
             self._generation_defaults.save(save_directory)
 
     # ------------------------------------------------------------------ memory switches
+
+    def with_scheduler(self, scheduler=None) -> "TripoSGPipeline":
+        """A pipeline sharing this one's weights with a scheduler of its own (`scheduler`, or a copy of this one's):
+        a scheduler keeps per-run state (timesteps, step index), so concurrent runs must not share one."""
+        own = scheduler if scheduler is not None else copy.deepcopy(self.scheduler)
+        return type(self)(**{**self.components, "scheduler": own})
 
     def enable_vae_slicing(self) -> None:
         """Decode a batch of shapes one at a time (diffusers' name; see `TripoSGVAEModel.enable_slicing`)."""
