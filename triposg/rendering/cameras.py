@@ -95,25 +95,24 @@ class Camera:
         return BASE_DISTANCE * self.focal_length_mm / REFERENCE_FOCAL_LENGTH_MM
 
     @property
-    def position(self) -> np.ndarray:
-        """Camera centre in world space, shape (3,)."""
+    def back(self) -> np.ndarray:
+        """Unit vector from the target towards the camera (the camera's z axis), shape (3,)."""
         elevation, azimuth = math.radians(self.elevation_deg), math.radians(self.azimuth_deg)
-        direction = np.array([
+        return np.array([
             math.cos(elevation) * math.sin(azimuth),
             math.sin(elevation),
             math.cos(elevation) * math.cos(azimuth),
         ])
-        return self.resolved_distance * direction
+
+    @property
+    def position(self) -> np.ndarray:
+        """Camera centre in world space, shape (3,)."""
+        return self.resolved_distance * self.back
 
     @property
     def rotation(self) -> np.ndarray:
         """Camera-to-world rotation, shape (3, 3); its columns are camera x (right), y (up), z (back)."""
-        elevation, azimuth = math.radians(self.elevation_deg), math.radians(self.azimuth_deg)
-        back = np.array([
-            math.cos(elevation) * math.sin(azimuth),
-            math.sin(elevation),
-            math.cos(elevation) * math.cos(azimuth),
-        ])
+        azimuth, back = math.radians(self.azimuth_deg), self.back
         # cross(world up, back) normalised depends on the azimuth only, so it is well defined at the poles.
         right = np.array([math.cos(azimuth), 0.0, -math.sin(azimuth)])
         up = np.cross(back, right)
