@@ -2,7 +2,7 @@
 
     write_ablation_report("results/ablations")      # → results/ablations/REPORT.md
 
-It reads only files of the results folder (written by `python -m training.ablations run`):
+It reads only files of the results folder (written by `python -m experiments.ablations run`):
 - `<group>.csv`: one row per variant × seed (`variant`, `seed`, `status`, metric columns, `max_steps`,
   `error`) and `mean` rows, which are skipped here: means and spreads are recomputed from the seed rows;
 - `<group>.json`: the sidecar saying which paper table the group reproduces, the paper row each variant stands
@@ -44,7 +44,7 @@ __all__ = ["REPORT_NAME", "GroupInfo", "ablation_report", "paired_differences", 
            "write_ablation_report"]
 
 REPORT_NAME = "REPORT.md"
-PER_OBJECT_DIR = "per_object"  # `<folder>/per_object/<group>.csv` (training.ablations writes it)
+PER_OBJECT_DIR = "per_object"  # `<folder>/per_object/<group>.csv` (experiments.ablations writes it)
 PAIRED_RESAMPLES = 2000  # bootstrap resamples of the per-object differences
 DISCUSSION_SUFFIX = ".discussion.md"  # `<group>.discussion.md`: a hand-written reading of the group's numbers
 METRIC_NAMES = {"normal_fid": "Normal-FID", "normal_kid": "Normal-KID", "fd_pixels16": "FD-pixels16",
@@ -163,7 +163,7 @@ def ablation_report(
 
     header = [
         "# Ablations: our miniature beside the paper's Tables 1–4", "",
-        f"Results folder `{folder}`; regenerate with `python -m training.ablations report --out {folder}`.", "",
+        f"Results folder `{folder}`; regenerate with `python -m experiments.ablations report --out {folder}`.", "",
         CAVEATS, "",
         "## At a glance", "",
         "Pairwise verdicts per group: does the variant the paper finds better also measure better here?", "",
@@ -195,7 +195,7 @@ def _group_section(folder: Path, info: GroupInfo, paper: PaperTable) -> tuple[li
     if frame is None or not len(frame):
         state = "no results yet" if frame is None else f"`{csv.name}` holds no readable rows"
         lines += [f"**No results:** {state}. Produce them with:", "", "```bash", info.command or
-                  f"python -m training.ablations run training/configs/ablations/{info.group}.yaml --corpus CORPUS",
+                  f"python -m experiments.ablations run experiments/ablations/groups/{info.group}.yaml --corpus CORPUS",
                   "```"]
         return lines, ["—", "no results", "—"]
 

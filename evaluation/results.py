@@ -27,7 +27,7 @@ __all__ = [
     "read_results_folder",
 ]
 
-# The measured ablations that ship with the repository (training.ablations writes them), found wherever the
+# The measured ablations that ship with the repository (experiments.ablations writes them), found wherever the
 # app is started from.
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results" / "ablations"
 # Metric columns a bar chart prefers, in this order, when a table has several numeric columns.

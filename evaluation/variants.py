@@ -68,7 +68,7 @@ EXTRACTION_METHODS = ("tracking", "hierarchical", "dense")  # the first is the d
 NORMAL_RENDER_RESOLUTION = 256  # side of the side-by-side normal renders
 FOREGROUND_RATIO = 0.9  # paper §5.1, as in preprocess_image
 # Trained ablation variants shipped for side-by-side viewing: `<dir>/<group>/<variant>/` pipeline folders
-# (training.ablations trains them; assets/ablation-variants/README.md says how they were made).
+# (experiments.ablations trains them; assets/ablation-variants/README.md says how they were made).
 SHIPPED_VARIANTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "ablation-variants"
 
 

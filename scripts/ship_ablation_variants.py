@@ -31,7 +31,7 @@ from evaluation.variants import SHIPPED_VARIANTS_DIR, shipped_variant_groups  # 
 DEFAULT_RESULTS = Path("results") / "ablations"
 README_HEAD = """# Ablation variants for side-by-side viewing
 
-Matched models from `python -m training.ablations` (the paper's ablations in miniature; the numbers, the
+Matched models from `python -m experiments.ablations` (the paper's ablations in miniature; the numbers, the
 paper's tables beside ours and the discussion are in `results/ablations/REPORT.md`). Each folder is a complete
 `TripoSGPipeline` in fp16. In the app's **Ablations** tab, pick a group under "Shipped ablation variants" and
 press "Put them in the table" to compare them on one image and seed; or pass a folder as `--model`.
@@ -45,8 +45,8 @@ def variant_pipeline(results: Path, group: str, variant: str, seed: int = 0) -> 
     """The exported pipeline folder of a finished variant × seed (following `reused_from`)."""
     result_path = results / "runs" / group / f"{variant}-s{seed}" / "result.json"
     if not result_path.is_file():
-        raise FileNotFoundError(f"{result_path} not found: run the group first (python -m training.ablations run "
-                                f"training/configs/ablations/{group}.yaml --corpus CORPUS)")
+        raise FileNotFoundError(f"{result_path} not found: run the group first (python -m experiments.ablations run "
+                                f"experiments/ablations/groups/{group}.yaml --corpus CORPUS)")
     result = json.loads(result_path.read_text())
     if result.get("status") != "ok":
         raise ValueError(f"{group}/{variant} seed {seed} did not finish ({result.get('error')}); run it again")

@@ -13,8 +13,18 @@ import pytest
 
 from evaluation.ablation_report import REPORT_NAME, ablation_report, paired_differences, write_ablation_report
 from evaluation.paper_tables import paper_ablation_tables
-from training import ablations
-from training.ablations import AblationGroupError, group_info, list_groups, load_group, main, write_group_table
+from experiments.ablations import (
+    GROUPS_DIR,
+    AblationGroupError,
+    group_command,
+    group_info,
+    list_groups,
+    load_group,
+    run_dir,
+    write_group_table,
+)
+from experiments.ablations.__main__ import main
+from experiments.ablations.group import RESULT_FILE
 
 DIRECTION = {"normal_fid": "lower", "fd_dinov2": "lower", "chamfer": "lower", "f_score": "higher",
              "normal_consistency": "higher"}
@@ -27,7 +37,7 @@ def write_group(folder: Path, name: str, paper_table: int, paper_rows: dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / f"{name}.csv", index=False)
     sidecar = {"group": name, "paper_table": paper_table, "paper_rows": paper_rows, "variants": list(paper_rows),
-               "metric_direction": DIRECTION, "command": command or f"python -m training.ablations run {name}.yaml",
+               "metric_direction": DIRECTION, "command": command or f"python -m experiments.ablations run {name}.yaml",
                "csv": f"{name}.csv"}
     (folder / f"{name}.json").write_text(json.dumps(sidecar))
 
@@ -147,7 +157,7 @@ def test_vae_table_compares_every_shared_metric_and_paper_ties_are_not_comparabl
 def test_failed_runs_and_missing_variants_are_listed_with_the_command(tmp_path):
     rows = [*seed_rows("no-skip", "fd_dinov2", [0.4]),
             {"variant": "skip", "seed": "0", "status": "failed", "error": "RuntimeError: out of memory"}]
-    command = "python -m training.ablations run table1-skip.yaml --corpus data/tiny --out results"
+    command = "python -m experiments.ablations run table1-skip.yaml --corpus data/tiny --out results"
     write_group(tmp_path, "table1-skip", 1, {**SKIP_ROWS, "extra": "DINOv2 · R-Flow"}, rows, command)
     report = section(ablation_report(tmp_path), 1)
     assert "- `skip` seed 0 failed: RuntimeError: out of memory" in report
@@ -160,15 +170,15 @@ def test_failed_runs_and_missing_variants_are_listed_with_the_command(tmp_path):
 
 
 def test_missing_groups_name_the_command_that_produces_them(tmp_path):
-    expected = [group_info(group, ablations.group_command(group, tmp_path, "data/tiny")) for group in list_groups()]
+    expected = [group_info(group, group_command(group, tmp_path, "data/tiny")) for group in list_groups()]
     report = ablation_report(tmp_path / "empty", expected_groups=expected)
     table4 = section(report, 4)
     assert "**No results:** no results yet" in table4
-    assert ("python -m training.ablations run training/configs/ablations/table4-data.yaml --corpus data/tiny "
+    assert ("python -m experiments.ablations run experiments/ablations/groups/table4-data.yaml --corpus data/tiny "
             f"--out {tmp_path}\n") in table4
     assert "Approximate rows" in table4  # Table 4's rows only approximate the paper's
     for number, group in [(1, "table1-skip"), (2, "table2-tokens"), (3, "table3-vae")]:
-        assert f"training/configs/ablations/{group}.yaml --corpus data/tiny" in section(report, number)
+        assert f"experiments/ablations/groups/{group}.yaml --corpus data/tiny" in section(report, number)
     assert "Normal-FID" in report and "procedural" in report  # the caveats paragraph
 
 
@@ -201,14 +211,14 @@ def test_paper_rows_naming_an_unknown_variant_is_a_clear_error(tmp_path):
 
 def test_runner_sidecar_feeds_the_report_and_the_cli_prints_its_path(tmp_path, capsys):
     out = tmp_path / "results"
-    group = load_group(ablations.GROUPS_DIR / "table1-skip.yaml")
+    group = load_group(GROUPS_DIR / "table1-skip.yaml")
     for variant, value in [("no-skip", 0.5), ("skip", 0.3)]:
-        run = ablations.run_dir(out, group, variant, 0)
+        run = run_dir(out, group, variant, 0)
         run.mkdir(parents=True)
-        (run / ablations.RESULT_FILE).write_text(json.dumps(
+        (run / RESULT_FILE).write_text(json.dumps(
             {"variant": variant, "seed": 0, "status": "ok", "error": None, "metrics": {"fd_dinov2": value},
              "max_steps": 300}))
-    write_group_table(group, out, command="python -m training.ablations run table1-skip --corpus data/tiny")
+    write_group_table(group, out, command="python -m experiments.ablations run table1-skip --corpus data/tiny")
     sidecar = json.loads((out / "table1-skip.json").read_text())
     assert sidecar["paper_table"] == 1 and sidecar["paper_rows"] == SKIP_ROWS
     assert sidecar["metric_direction"]["fd_dinov2"] == "lower" and sidecar["metric_direction"]["f_score"] == "higher"

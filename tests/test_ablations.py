@@ -10,8 +10,19 @@ import pandas as pd
 import pytest
 
 from evaluation.results import bar_columns, read_results_folder
-from training import ablations
-from training.ablations import GROUPS_DIR, AblationGroupError, list_groups, load_group, main, run_group
+from experiments.ablations import (
+    GROUPS_DIR,
+    AblationGroupError,
+    EvaluateConfig,
+    group_command,
+    list_groups,
+    load_group,
+    run_fingerprint,
+    run_group,
+    variant_config,
+)
+from experiments.ablations import run as ablation_runs
+from experiments.ablations.__main__ import main
 
 ENGINE = ["train.max_steps=3", "train.batch_size=2", "train.log_every=1", "train.checkpoint_every=3",
           "train.sample_every=0", "train.progress_bar=false", "train.tensorboard=false", "train.warmup_steps=0"]
@@ -38,13 +49,13 @@ def test_every_shipped_group_parses_and_resolves_its_configs():
                            "table4-data"}
     for group in groups.values():
         for variant in group.variants:
-            config = ablations.variant_config(group, variant, 0, "data/tiny", "out")
+            config = variant_config(group, variant, 0, "data/tiny", "out")
             assert config.train.output_dir == str(Path("out") / "runs" / group.name / f"{variant}-s0")
-    moe = ablations.variant_config(groups["table2-tokens"], "tokens-256-moe", 1, "data/tiny", "out")
+    moe = variant_config(groups["table2-tokens"], "tokens-256-moe", 1, "data/tiny", "out")
     assert moe.model.upcycle_from == str(Path("out") / "runs" / "table2-tokens" / "tokens-256-s1" / "pipeline")
-    scratch = ablations.variant_config(groups["table1-condition"], "clip-dinov2", 0, "data/tiny", "out")
+    scratch = variant_config(groups["table1-condition"], "clip-dinov2", 0, "data/tiny", "out")
     assert scratch.model.condition.from_pipeline is None and scratch.model.condition.clip_args["hidden_size"] == 128
-    small = ablations.variant_config(groups["table4-data"], "curated-small", 0, "data/tiny", "out")
+    small = variant_config(groups["table4-data"], "curated-small", 0, "data/tiny", "out")
     assert small.data.objects_per_family == 38 and not small.data.include_flagged
 
 
@@ -53,12 +64,12 @@ def test_a_var_without_value_fails_only_its_variant_and_names_the_flag(tmp_path)
     path.write_text("kind: flow\nbase: training/configs/flow-tiny.yaml\nvars: {corpus_large: null}\n"
                     "variants:\n  small: {}\n  large: {data.corpus: '${corpus_large}'}\n")
     group = load_group(path)
-    assert ablations.variant_config(group, "small", 0, "data/tiny", "out").data.corpus == "data/tiny"
+    assert variant_config(group, "small", 0, "data/tiny", "out").data.corpus == "data/tiny"
     with pytest.raises(ValueError, match="--var corpus_large="):
-        ablations.variant_config(group, "large", 0, "data/tiny", "out")
-    large = ablations.variant_config(group, "large", 0, "data/tiny", "out", variables={"corpus_large": "data/big"})
+        variant_config(group, "large", 0, "data/tiny", "out")
+    large = variant_config(group, "large", 0, "data/tiny", "out", variables={"corpus_large": "data/big"})
     assert large.data.corpus == "data/big"
-    assert ablations.group_command(group, "out", "data/tiny").endswith("--var corpus_large=CORPUS_LARGE")
+    assert group_command(group, "out", "data/tiny").endswith("--var corpus_large=CORPUS_LARGE")
 
 
 @pytest.mark.filterwarnings("ignore:step 3. the decoded field has no surface yet")
@@ -84,7 +95,7 @@ def test_vae_group_end_to_end_then_skips_finished_runs(training_corpus, tmp_path
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(ablations, "_train", no_training)
+    monkeypatch.setattr(ablation_runs, "_train", no_training)
     capsys.readouterr()
     again = run_group(GROUPS_DIR / "table3-vae.yaml", training_corpus, out,
                       sets=ENGINE + TINY_VAE, evaluate_sets=VAE_EVAL)
@@ -135,8 +146,8 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corp
                     "evaluate: {split: test, per_family: 2, octree_resolution: 64}\n")
     sets = [*ENGINE, *TINY_FLOW, f"model.vae={vae_folder}"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("an identical run was trained again"))
-        patch.setattr(ablations, "evaluate_flow", lambda *a, **k: pytest.fail("an identical run was re-evaluated"))
+        patch.setattr(ablation_runs, "_train", lambda *a, **k: pytest.fail("an identical run was trained again"))
+        patch.setattr(ablation_runs, "evaluate_flow", lambda *a, **k: pytest.fail("an identical run was re-evaluated"))
         reused = run_group(twin, training_corpus, out, seeds=[0], sets=sets, evaluate_sets=FLOW_EVAL)
     row = reused.iloc[0]
     assert row["status"] == "ok" and row["reused_from"].endswith("skip-s0")
@@ -144,11 +155,10 @@ def test_flow_group_end_to_end_with_two_seeds_reports_mean_and_std(training_corp
     assert row["fd_dinov2"] == pytest.approx(source["fd_dinov2"])
     # A different evaluation is a different run.
     group = load_group(twin)
-    config = ablations.variant_config(group, "rectified-flow", 0, training_corpus, out, sets)
-    evaluate = ablations.from_dict(ablations.EvaluateConfig, {"split": "train", "limit": 2})
-    changed = ablations.from_dict(ablations.EvaluateConfig, {"split": "train", "limit": 1})
-    assert (ablations.run_fingerprint("flow", config, training_corpus, evaluate)
-            != ablations.run_fingerprint("flow", config, training_corpus, changed))
+    config = variant_config(group, "rectified-flow", 0, training_corpus, out, sets)
+    evaluate, changed = EvaluateConfig(split="train", limit=2), EvaluateConfig(split="train", limit=1)
+    assert (run_fingerprint("flow", config, training_corpus, evaluate)
+            != run_fingerprint("flow", config, training_corpus, changed))
 
 
 def test_a_failing_variant_is_recorded_not_fatal(training_corpus, tmp_path):
@@ -180,7 +190,7 @@ def test_bad_group_file_gives_a_clear_error(tmp_path, text, message):
 
 
 def test_a_typo_in_an_override_fails_before_any_training(training_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(ablations, "_train", lambda *a, **k: pytest.fail("trained despite a bad override"))
+    monkeypatch.setattr(ablation_runs, "_train", lambda *a, **k: pytest.fail("trained despite a bad override"))
     path = tmp_path / "typo.yaml"
     path.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {loss.feild: sdf}}\n")
     with pytest.raises(AblationGroupError, match="valid keys"):

@@ -10,7 +10,7 @@ import pandas as pd
 from evaluation.ablation_report import REPORT_NAME, ablation_report
 from evaluation.results import DEFAULT_RESULTS_DIR, describe_results_folder
 from evaluation.variants import shipped_variant_groups, shipped_variant_specs
-from training.ablations import DEFAULT_CORPUS, DEFAULT_OUT, group_command, group_info, list_groups, variant_config
+from experiments.ablations import DEFAULT_CORPUS, DEFAULT_OUT, group_command, group_info, list_groups, variant_config
 from triposg.loading import load_pipeline
 from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
 
@@ -34,7 +34,7 @@ def test_the_committed_report_is_current(monkeypatch):
     expected = [group_info(group, group_command(group, DEFAULT_OUT, DEFAULT_CORPUS)) for group in list_groups()]
     text = ablation_report(DEFAULT_OUT, expected_groups=expected)
     assert text == (DEFAULT_RESULTS_DIR / REPORT_NAME).read_text(), (
-        "results/ablations/REPORT.md is stale: python -m training.ablations report")
+        "results/ablations/REPORT.md is stale: python -m experiments.ablations report")
     assert "No results" not in text
 
 

@@ -83,7 +83,7 @@ def build_compare_tab(handlers: CompareHandlers, defaults: GenerationDefaults) -
         with gr.Column(scale=2):
             variants = variants_input(defaults, f"Variants (2–{MAX_VARIANTS} rows)")
             shipped = shipped_variant_groups()
-            if shipped:  # trained ablation variants that ship with the repo (training.ablations)
+            if shipped:  # trained ablation variants that ship with the repo (experiments.ablations)
                 with gr.Row():
                     group = gr.Dropdown(
                         [(f"{name} ({', '.join(p.name for p in paths)})", name) for name, paths in shipped.items()],
