@@ -195,3 +195,13 @@ def test_a_typo_in_an_override_fails_before_any_training(training_corpus, tmp_pa
     path.write_text("kind: vae\nbase: training/configs/vae-tiny.yaml\nvariants: {a: {loss.feild: sdf}}\n")
     with pytest.raises(AblationGroupError, match="valid keys"):
         run_group(path, training_corpus, tmp_path / "results")
+
+
+@pytest.mark.parametrize("values, named", [({"guidance_scale": -1.0}, "evaluate.guidance_scale"),
+                                           ({"num_inference_steps": 0}, "evaluate.num_inference_steps"),
+                                           ({"octree_resolution": 65}, "evaluate.octree_resolution"),
+                                           ({"sample_tokens": 0}, "evaluate.sample_tokens")])
+def test_evaluation_sampling_overrides_get_the_pipelines_limits(values, named):
+    assert EvaluateConfig(octree_resolution=64, guidance_scale=3.0).octree_resolution == 64  # valid ones pass
+    with pytest.raises(ValueError, match=named):
+        EvaluateConfig(**values)

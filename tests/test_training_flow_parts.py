@@ -438,3 +438,19 @@ def test_the_export_section_is_the_one_set_of_generation_settings():
     assert FlowExportConfig(num_tokens=512).for_model(256).num_tokens == 512
     with pytest.raises(ValueError, match="num_inference_steps"):
         FlowExportConfig(num_inference_steps=0).for_model(256)  # the same limits as the app and the CLI
+
+
+@pytest.mark.parametrize("override, named", [
+    ("sample.guidance_scale=-1", "sample.guidance_scale"),
+    ("sample.num_inference_steps=0", "sample.num_inference_steps"),
+    ("sample.octree_resolution=33", "sample.octree_resolution"),
+    ("sample.num_tokens=0", "sample.num_tokens"),
+])
+def test_progress_sample_settings_are_checked_against_the_pipelines_limits(override, named):
+    """The `sample:` section is refused when the pipeline itself would refuse the setting, naming the key."""
+    from training.engine.config import load_config
+    from training.train_flow import FlowTrainingConfig
+
+    assert load_config("training/configs/flow-tiny.yaml", config_class=FlowTrainingConfig).sample.octree_resolution
+    with pytest.raises(ValueError, match=named):
+        load_config("training/configs/flow-tiny.yaml", [override], config_class=FlowTrainingConfig)

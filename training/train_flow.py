@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from triposg.loading import GenerationDefaults
+from triposg.pipelines.generation_config import check_resolution, checked_number
 from triposg.models import TripoSGDiTModel, TripoSGVAEModel
 from triposg.pipelines import TripoSGPipeline
 from triposg.pipelines.lora import LORA_WEIGHT_NAME
@@ -135,6 +136,13 @@ class FlowSampleConfig:
     num_tokens: int | None = None  # None = the largest training M
     octree_resolution: int = 128  # marching-cubes cells per side
     image_size: int = 256  # rendered view side in pixels
+
+    def __post_init__(self) -> None:  # the one set of limits the pipeline's own settings are checked against
+        for name, kind in (("num_inference_steps", int), ("guidance_scale", float)):
+            checked_number(name, getattr(self, name), kind, f"sample.{name}")
+        if self.num_tokens is not None:
+            checked_number("num_tokens", self.num_tokens, int, "sample.num_tokens")
+        check_resolution(self.octree_resolution, "tracking", "sample.octree_resolution")
 
 
 @dataclass

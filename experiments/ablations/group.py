@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from training.engine.config import apply_override, from_dict
+from triposg.pipelines.generation_config import check_resolution, checked_number
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # a group's `base:` preset is relative to it
 GROUPS_DIR = Path(__file__).resolve().parent / "groups"
@@ -64,6 +65,13 @@ class EvaluateConfig:
             self.fid = "off"
         if self.fid not in ("auto", "required", "off"):
             raise ValueError(f"evaluate.fid must be 'auto', 'required' or 'off', got {self.fid!r}")
+        # Sampling overrides: None keeps the exported pipeline's; given, the pipeline's own limits apply.
+        for name, key, kind in (("num_inference_steps", "num_inference_steps", int),
+                                ("guidance_scale", "guidance_scale", float), ("sample_tokens", "num_tokens", int)):
+            if getattr(self, name) is not None:
+                checked_number(key, getattr(self, name), kind, f"evaluate.{name}")
+        if self.octree_resolution is not None:
+            check_resolution(self.octree_resolution, "tracking", "evaluate.octree_resolution")
 
 
 @dataclass
