@@ -217,6 +217,23 @@ def test_second_cross_attention_branch_is_summed():
         model(x, 100.0, ctx)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cached_context_gives_the_same_velocity_bit_for_bit(dtype):
+    """Keys/values projected once per call (`cache_context`), a blank (all-zero) unconditional row filled instead of
+    attended: the same numbers as projecting the tokens at every call, for both branches."""
+    model = randomize(TripoSGDiTModel(**TINY_DIT, use_cross_attention_2=True, cross_attention_2_dim=12)).to(dtype).eval()
+    x = torch.randn(3, 6, 8, dtype=dtype)
+    ctx, clip = torch.randn(3, 4, 16, dtype=dtype), torch.randn(3, 1, 12, dtype=dtype)
+    ctx[0], clip[0] = 0, 0  # guidance's unconditional row
+    kwargs = {"cross_attention_scale": 0.7}
+    with torch.no_grad():
+        cache = model.cache_context(ctx, clip, kwargs)
+        cached = model(x, 300.0, ctx, clip, attention_kwargs=kwargs, context_cache=cache).sample
+        plain = model(x, 300.0, ctx, clip, attention_kwargs=kwargs).sample
+    assert cache.image[0].blank.tolist() == [True, False, False]
+    assert torch.equal(cached, plain)
+
+
 def test_skip_connections_can_be_switched_off():
     model = TripoSGDiTModel(**TINY_DIT, use_skip_connections=False)
     assert not any("skip" in k for k in model.state_dict())

@@ -92,7 +92,7 @@ def record_transformer_calls(pipe) -> list:
     calls = []
 
     def forward(hidden_states, timestep, encoder_hidden_states=None, encoder_hidden_states_2=None,
-                attention_kwargs=None, return_dict=True):
+                attention_kwargs=None, return_dict=True, context_cache=None):
         calls.append((hidden_states.clone(), timestep.clone(), encoder_hidden_states.clone()))
         values = torch.tensor([1.0, 3.0]) if hidden_states.shape[0] == 2 else torch.tensor([3.0])
         return TripoSGDiTModelOutput(sample=values[:, None, None].expand_as(hidden_states).clone())

@@ -41,7 +41,7 @@ def test_bf16_moves_the_field_only_slightly():
     expected = reference(vae)
     field = SDFField(vae, LATENT, "bf16")
     values = field(POINTS)
-    assert field.precision == "bf16" and field.k.dtype == torch.bfloat16
+    assert field.precision == "bf16" and field.context_kv.k.dtype == torch.bfloat16
     assert not torch.equal(values, expected)  # really computed in bf16
     assert (values - expected).abs().max() < 0.02 * (expected.max() - expected.min())
     assert next(vae.parameters()).dtype == torch.float32  # the model itself is untouched

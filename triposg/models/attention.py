@@ -9,9 +9,15 @@ Head layout (baked into the released weights, see the reference):
   so head h reads *consecutive* slices of the concatenation, not slices of each projection;
 - cross-attention: q is split normally (B, L, H, Dh); `cat([to_k(c), to_v(c)])` is viewed as
   (B, S, H, 2·Dh) and split into k, v.
+
+A cross-attention's keys and values depend on the context alone: `Attention.project_context` computes them once as a
+`ContextKV`, which `forward` (or `attend`) then takes in place of the context tokens for every call that attends to the
+same context (the DiT's sampling steps, the VAE decoder's field queries).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +62,23 @@ def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return out.transpose(1, 2).reshape(b, l, h * d)
 
 
+@dataclass
+class ContextKV:
+    """Cross-attention keys and values of one context, from `Attention.project_context`.
+
+    `k`, `v`: (B, S, H, Dh). `blank`: (B,) True for rows whose values are all zero (the zero context of classifier-free
+    guidance's unconditional half): whatever the keys, attention returns zeros there, so `attend` skips those rows.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    blank: torch.Tensor
+
+    def to(self, dtype: torch.dtype) -> "ContextKV":
+        """The same keys and values cast to `dtype` (`blank` unchanged: a cast keeps zeros zero)."""
+        return ContextKV(self.k.to(dtype), self.v.to(dtype), self.blank)
+
+
 class Attention(nn.Module):
     """Multi-head self- or cross-attention with the release's concatenate-then-split head layout.
 
@@ -96,8 +119,11 @@ class Attention(nn.Module):
         # A ModuleList so the key reads `to_out.0.*` as in the checkpoint; index 1 is a no-op dropout.
         self.to_out = nn.ModuleList([nn.Linear(query_dim, query_dim, bias=True), nn.Dropout(0.0)])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """`x`: (B, L, D) queries; `context`: (B, S, C) for cross-attention. Returns (B, L, D)."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor | ContextKV | None = None) -> torch.Tensor:
+        """`x`: (B, L, D) queries; `context`: (B, S, C) tokens for cross-attention, or their `project_context`
+        keys/values. Returns (B, L, D)."""
+        if isinstance(context, ContextKV):
+            return self.attend(x, context)
         q, k, v = self.project(x, context)
         out = attention_math(q, k, v)
         return self.to_out[1](self.to_out[0](out))
@@ -120,8 +146,8 @@ class Attention(nn.Module):
             if context is None:
                 raise ValueError("cross-attention needs a context tensor")
             q = self.to_q(x).view(b, l, h, d)
-            k, v = self.project_context(context)
-            return (self.norm_q(q) if self.norm_q is not None else q), k, v
+            context_kv = self.project_context(context)
+            return (self.norm_q(q) if self.norm_q is not None else q), context_kv.k, context_kv.v
         qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], dim=-1)
         q, k, v = qkv.view(b, l, h, 3 * d).split(d, dim=-1)
         if self.norm_q is not None:
@@ -129,11 +155,11 @@ class Attention(nn.Module):
             k = self.norm_k(k)
         return q, k, v
 
-    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def project_context(self, context: torch.Tensor) -> ContextKV:
         """Cross-attention keys and values (B, S, H, Dh) of `context` (B, S, C), qk-normed when configured.
 
         They depend on the context alone, so a caller that attends to one context many times (the VAE decoder's
-        field queries) computes them once and passes them to `attend`."""
+        field queries, the DiT's sampling steps) computes them once and passes them to `attend` or `forward`."""
         if not self.is_cross_attention:
             raise ValueError("project_context is for cross-attention layers")
         if self.norm_cross is not None:
@@ -143,10 +169,23 @@ class Attention(nn.Module):
         k, v = kv.view(b, s, self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
         if self.norm_k is not None:
             k = self.norm_k(k)
-        return k, v
+        return ContextKV(k, v, blank=~v.flatten(1).any(dim=1))
 
-    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Cross-attention of queries `x` (B, L, D) to precomputed `project_context` keys/values → (B, L, D)."""
+    def attend(self, x: torch.Tensor, context_kv: ContextKV) -> torch.Tensor:
+        """Cross-attention of queries `x` (B, L, D) to precomputed `project_context` keys/values → (B, L, D).
+
+        Rows of a blank context (all-zero values) read zeros from attention, so their output is `to_out(0)` for every
+        query; they are filled with it instead of computed (the same numbers, bit for bit)."""
+        blank = context_kv.blank
+        if blank.any():
+            live = ~blank
+            out = self.to_out[0](x.new_zeros(1, 1, x.shape[-1])).expand(x.shape).clone()
+            if live.any():
+                out[live] = self._attend(x[live], context_kv.k[live], context_kv.v[live])
+            return out
+        return self._attend(x, context_kv.k, context_kv.v)
+
+    def _attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, l, _ = x.shape
         q = self.to_q(x).view(b, l, self.heads, self.head_dim)
         if self.norm_q is not None:

@@ -73,12 +73,12 @@ class SDFField:
             if self.precision == "bf16":
                 self.dtype = torch.bfloat16
                 self.proj_query, self.block = _bf16_linear_copy(decoder.proj_query), _bf16_linear_copy(block)
-                k, v = block.attn2.project_context(tokens)  # keys/values from the full-precision tokens, then cast
-                self.k, self.v = k.to(self.dtype), v.to(self.dtype)
+                # keys/values from the full-precision tokens, then cast
+                self.context_kv = block.attn2.project_context(tokens).to(self.dtype)
             else:
                 self.dtype = weight.dtype
                 self.proj_query, self.block = decoder.proj_query, block
-                self.k, self.v = block.attn2.project_context(tokens)
+                self.context_kv = block.attn2.project_context(tokens)
 
     @torch.no_grad()
     def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,7 @@ class SDFField:
         block = self.block
         features = self.embedder(xyz[None]).to(self.dtype)  # the embedding in float32, then cast
         h = self.proj_query(features)
-        h = h + block.attn2.attend(block.norm2(h), self.k, self.v)
+        h = h + block.attn2.attend(block.norm2(h), self.context_kv)
         h = h + block.ff(block.norm3(h))
         raw = self.proj_out(self.norm_out(h.to(self.out_dtype)))  # (1, Q, 1), SDF-like: positive outside
         return -raw[0, :, 0].float()

@@ -12,6 +12,8 @@ The defaults reproduce the release (1.44e9 parameters, key-for-key); the paper-o
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +23,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, scale_lora_layers, unscale_lora_layers
 from torch import nn
 
-from .attention import Attention, FeedForward, FP32LayerNorm
+from .attention import Attention, ContextKV, FeedForward, FP32LayerNorm
 from .embeddings import TimestepEmbedding, timestep_sinusoids
 from .moe import MoEFeedForward, MoEStats, upcycle_feed_forward
 
@@ -36,6 +38,19 @@ class TripoSGDiTModelOutput(BaseOutput):
     sample: torch.Tensor
     aux_loss: torch.Tensor | None = None
     expert_load: torch.Tensor | None = None
+
+
+@dataclass
+class ContextCache:
+    """Every block's cross-attention keys/values of one call's condition (`TripoSGDiTModel.cache_context`).
+
+    The image tokens are the same at every sampling step, so a sampler projects them once per call and passes this
+    to each step (`context_cache=`). `image`: one `ContextKV` per block (None for a block without cross-attention);
+    `image_2`: the same for the second (CLIP) branch, None where a block has no such branch or no tokens were given.
+    """
+
+    image: list[ContextKV | None]
+    image_2: list[ContextKV | None]
 
 
 def run_block(owner: nn.Module, block: nn.Module, *args) -> tuple[torch.Tensor, MoEStats | None]:
@@ -93,13 +108,14 @@ class DiTBlock(nn.Module):
     def forward(
         self,
         h: torch.Tensor,
-        context: torch.Tensor | None = None,
-        context_2: torch.Tensor | None = None,
+        context: torch.Tensor | ContextKV | None = None,
+        context_2: torch.Tensor | ContextKV | None = None,
         skip: torch.Tensor | None = None,
         cross_attention_scale: float = 1.0,
         cross_attention_2_scale: float = 1.0,
     ) -> tuple[torch.Tensor, MoEStats | None]:
-        """`h`: (B, L, D); contexts (B, S, C); `skip`: (B, L, D). Returns (B, L, D) and MoE stats or None."""
+        """`h`: (B, L, D); contexts (B, S, C), or their precomputed keys/values (`Attention.project_context`);
+        `skip`: (B, L, D). Returns (B, L, D) and MoE stats or None."""
         if self.skip_linear is not None:
             h = self.skip_norm(self.skip_linear(torch.cat([skip, h], dim=-1)))
         if self.attn1 is not None:
@@ -214,6 +230,7 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         encoder_hidden_states_2: torch.Tensor | None = None,
         attention_kwargs: dict | None = None,
         return_dict: bool = True,
+        context_cache: ContextCache | None = None,
     ) -> TripoSGDiTModelOutput | tuple:
         """Predict the velocity for noisy latents.
 
@@ -224,29 +241,61 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             encoder_hidden_states_2: (B, S2, cross_attention_2_dim) CLIP tokens for the second branch.
             attention_kwargs: optional `{"cross_attention_scale": s, "cross_attention_2_scale": s2}`, and
                 `"scale"`: the LoRA adapters' strength for this call (1 = as trained).
+            context_cache: `cache_context(encoder_hidden_states, encoder_hidden_states_2, attention_kwargs)` of these
+                same tokens: the blocks attend to its keys/values instead of projecting the tokens again (the same
+                result; samplers compute it once per call, as the condition does not change between steps).
         Returns:
             `TripoSGDiTModelOutput` (`.sample` (B, L, in_channels)); with `return_dict=False` the tuple
             `(sample,)` for a dense model or `(sample, aux_loss)` for an MoE model.
         """
         attention_kwargs = dict(attention_kwargs or {})
-        lora_scale = float(attention_kwargs.pop("scale", 1.0))
-        if lora_scale != 1.0 and getattr(self, "_hf_peft_config_loaded", False):
-            scale_lora_layers(self, lora_scale)
-            try:
-                return self._forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2,
-                                     attention_kwargs, return_dict)
-            finally:
-                unscale_lora_layers(self, lora_scale)
-        return self._forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2,
-                             attention_kwargs, return_dict)
+        with self._lora_scale(float(attention_kwargs.pop("scale", 1.0))):
+            return self._forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2,
+                                 attention_kwargs, return_dict, context_cache)
+
+    def cache_context(
+        self,
+        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states_2: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
+    ) -> ContextCache:
+        """Every block's cross-attention keys/values of the condition tokens, for `forward(..., context_cache=)`.
+
+        `encoder_hidden_states`: (B, S, cross_attention_dim); `encoder_hidden_states_2`: (B, S2, cross_attention_2_dim)
+        for the second branch. `attention_kwargs`: those the steps will get (their LoRA `"scale"` applies to the key
+        and value projections too). Rows of all-zero tokens (guidance's unconditional half) are marked blank: their
+        cross-attention output is a constant the blocks fill in instead of computing.
+        """
+        attention_kwargs = dict(attention_kwargs or {})
+        if self.config.use_cross_attention_2 and encoder_hidden_states_2 is None:
+            raise ValueError("this model has a second cross-attention branch: pass encoder_hidden_states_2")
+        with self._lora_scale(float(attention_kwargs.pop("scale", 1.0))):
+            image = [block.attn2.project_context(encoder_hidden_states) if block.attn2 is not None else None
+                     for block in self.blocks]
+            image_2 = [block.attn2_2.project_context(encoder_hidden_states_2)
+                       if block.attn2_2 is not None and encoder_hidden_states_2 is not None else None
+                       for block in self.blocks]
+        return ContextCache(image=image, image_2=image_2)
+
+    @contextlib.contextmanager
+    def _lora_scale(self, scale: float) -> Iterator[None]:
+        """The LoRA adapters scaled by `scale` inside the block (nothing to do at 1 or without adapters)."""
+        if scale == 1.0 or not getattr(self, "_hf_peft_config_loaded", False):
+            yield
+            return
+        scale_lora_layers(self, scale)
+        try:
+            yield
+        finally:
+            unscale_lora_layers(self, scale)
 
     def _forward(self, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_2, attention_kwargs,
-                 return_dict):
+                 return_dict, context_cache=None):
         scales = (
             float(attention_kwargs.get("cross_attention_scale", 1.0)),
             float(attention_kwargs.get("cross_attention_2_scale", 1.0)),
         )
-        if self.config.use_cross_attention_2 and encoder_hidden_states_2 is None:
+        if self.config.use_cross_attention_2 and encoder_hidden_states_2 is None and context_cache is None:
             raise ValueError("this model has a second cross-attention branch: pass encoder_hidden_states_2")
         batch = hidden_states.shape[0]
         timestep = torch.as_tensor(timestep, device=hidden_states.device).reshape(-1).expand(batch)
@@ -259,7 +308,11 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         num_encoder = self.config.num_layers // 2
         for i, block in enumerate(self.blocks):
             skip = skips.pop() if block.skip_linear is not None else None
-            h, stats = run_block(self, block, h, encoder_hidden_states, encoder_hidden_states_2, skip, *scales)
+            if context_cache is not None:
+                context, context_2 = context_cache.image[i], context_cache.image_2[i]
+            else:
+                context, context_2 = encoder_hidden_states, encoder_hidden_states_2
+            h, stats = run_block(self, block, h, context, context_2, skip, *scales)
             if self.config.use_skip_connections and i < num_encoder:
                 skips.append(h)
             if stats is not None:

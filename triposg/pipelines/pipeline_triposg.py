@@ -486,6 +486,8 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         steps but the last. Stops early, keeping the current latents, once `self.interrupt` is set."""
         do_cfg = cond.shape[0] == 2 * latents.shape[0]
         schedule = self.scheduler.timesteps
+        # The condition is the same at every step: its cross-attention keys/values are projected once.
+        context = self.transformer.cache_context(cond, cond_2, attention_kwargs)
         with self.progress_bar(total=len(schedule)) as progress:
             for i, t in enumerate(schedule):
                 if self.interrupt:
@@ -496,7 +498,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                 t_batch = t.expand(model_input.shape[0]).to(latents.device)
                 prediction = self.transformer(
                     model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
-                    attention_kwargs=attention_kwargs,
+                    attention_kwargs=attention_kwargs, context_cache=context,
                 ).sample
                 if do_cfg:
                     uncond_pred, cond_pred = prediction.chunk(2)
