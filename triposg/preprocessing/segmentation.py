@@ -28,9 +28,23 @@ REMBG_DEFAULT_MODEL_FILE = "u2net.onnx"  # rembg's default model, as named in it
 _download_failures: dict[str, str] = {}  # model file name → why its download failed (once per process)
 
 
+def _import_rembg():
+    """Import rembg (ImportError when it is missing) keeping torch's CPU thread count: rembg loads pymatting, whose
+    numba kernels start an OpenMP pool on import that resets the count torch uses (a user's 1 thread became 2)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        import rembg
+    finally:
+        torch.set_num_threads(threads)
+    return rembg
+
+
 def _rembg_cached_model() -> Path | None:
     """rembg's own cached copy of its default model, wherever its version keeps it."""
     try:
+        _import_rembg()
         from rembg.sessions.u2net import U2netSession
     except ImportError:
         return None
@@ -51,7 +65,7 @@ def find_rembg_model(model_path: str | os.PathLike | None = None) -> Path | None
     if model_path is not None and not Path(model_path).expanduser().is_file():
         raise ImageError(f"rembg model file not found: {Path(model_path).name}; pass the path of a local .onnx file")
     try:
-        import rembg  # noqa: F401
+        _import_rembg()
     except ImportError:
         return None
     for candidate in (model_path, os.environ.get(REMBG_MODEL_ENV)):
@@ -74,6 +88,7 @@ def download_rembg_model() -> Path:
     if REMBG_DEFAULT_MODEL_FILE in _download_failures:
         raise ImageError(_download_failures[REMBG_DEFAULT_MODEL_FILE])
     try:
+        _import_rembg()
         from rembg.sessions.u2net import U2netSession
     except ImportError as error:
         raise ImageError(f"background removal with a segmentation model needs rembg ({error}); pip install rembg") from error
@@ -91,7 +106,7 @@ def download_rembg_model() -> Path:
 @functools.lru_cache(maxsize=2)
 def _rembg_session(model_path: str):
     """One rembg session per model file (loading the ONNX model takes seconds)."""
-    from rembg import new_session
+    new_session = _import_rembg().new_session
 
     # "u2net_custom" loads exactly this file; the named sessions would fetch their model if the hash differs.
     return new_session("u2net_custom", model_path=model_path)
@@ -104,8 +119,7 @@ def rembg_mask(image: PIL.Image.Image, model_path: str | os.PathLike) -> tuple[n
     Inside the cleaned foreground alpha is 1; on its two-pixel edge band it is rembg's soft matte.
     """
     try:
-        from rembg import remove
-
+        remove = _import_rembg().remove
         matte = remove(image.convert("RGB"), session=_rembg_session(str(model_path)), only_mask=True)
     except ImportError as error:
         raise ImageError(f"background='rembg' needs the rembg package ({error}); pip install rembg") from error
