@@ -115,7 +115,9 @@ def kernel_distance(
     random subsets of m = min(N_a, N_b, `max_subset_size`) vectors from each set:
     MMD² = Σ_{i≠j}[k(x_i,x_j) + k(y_i,y_j)] / (m(m-1)) − 2 Σ_{i,j} k(x_i,y_j) / m².
     `features_*`: (N, D). Unlike clean-fid, the subsets come from a generator seeded by `seed`, so the
-    result is reproducible. Returns (mean, standard deviation over subsets).
+    result is reproducible. Returns (mean, standard deviation over subsets); the spread is NaN when both sets
+    are no larger than the subsets (every subset is then the whole set, so the subsets cannot tell how much
+    the distance would move with other samples — a 0 there would claim a certainty the estimate does not have).
     """
     features_a = np.asarray(features_a, dtype=np.float64)
     features_b = np.asarray(features_b, dtype=np.float64)
@@ -134,7 +136,8 @@ def kernel_distance(
         across = (x @ y.T / dim + 1) ** 3
         values[index] = ((within.sum() - np.trace(within)) / (subset_size * (subset_size - 1))
                          - 2.0 * across.sum() / subset_size**2)
-    return float(values.mean()), float(values.std())
+    whole_sets = subset_size == len(features_a) == len(features_b)
+    return float(values.mean()), float("nan") if whole_sets else float(values.std())
 
 
 def frechet_distance_of_features(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -100,7 +100,9 @@ def test_kernel_distance_equals_clean_fid_on_full_sets():
     # With subsets as large as the sets, each subset is a permutation and the estimate is exact.
     ours, spread = kernel_distance(features_a, features_b, num_subsets=3, max_subset_size=20)
     assert ours == pytest.approx(clean_fid_kernel_distance(features_a, features_b, num_subsets=3), rel=1e-9)
-    assert spread == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(spread)  # every subset is the whole set: no spread to report, rather than a false 0
+    larger_b = np.concatenate([features_b, rng.normal(0.5, 1.0, size=(10, 6))])
+    assert kernel_distance(features_a, larger_b, num_subsets=5, max_subset_size=20)[1] > 0  # b's subsets vary
 
 
 def test_folder_fd_through_clean_fid_pipeline(folders):

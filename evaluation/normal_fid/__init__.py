@@ -351,14 +351,16 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [header]
     fid = summary["fid"]
     if fid["available"]:
-        lines.append(f"  FID ({fid['extractor']}): {fid['fid']:.4f}   KID: {fid['kid']:.5f} ± {fid['kid_std']:.5f}")
+        lines.append(f"  FID ({fid['extractor']}): {_with_spread(fid['fid'], fid.get('fid_std'), 4)}   "
+                     f"KID: {_with_spread(fid['kid'], fid['kid_std'], 5)}")
     else:
         lines.append(f"  FID: unavailable. {fid['reason']}")
     for name, distance in summary["feature_distances"].items():
         fd_key = next(key for key in distance if key.startswith("fd_"))
         kd_key = fd_key.replace("fd_", "kd_", 1)
-        lines.append(f"  {name} ({distance['encoder']}; not FID): {distance[fd_key]:.4f}   "
-                     f"KD: {distance[kd_key]:.5f} ± {distance[f'{kd_key}_std']:.5f}")
+        lines.append(f"  {name} ({distance['encoder']}; not FID): "
+                     f"{_with_spread(distance[fd_key], distance.get(f'{fd_key}_std'), 4)}   "
+                     f"KD: {_with_spread(distance[kd_key], distance[f'{kd_key}_std'], 5)}")
     recon = summary["reconstruction"]
     if recon["num_objects"]:
         lines.append(f"  vs ground truth ({recon['num_objects']} objects, {recon['frame']}): "
@@ -369,6 +371,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, reason in summary["test_set"]["skipped"]:
         lines.append(f"  skipped test input {name}: {reason}")
     return "\n".join(lines)
+
+
+def _with_spread(value: float, spread: float | None, decimals: int) -> str:
+    """"value ± spread", or the value and why there is no spread (a missing or NaN spread: the kernel
+    distance's subsets were the whole sets)."""
+    if spread is None or not math.isfinite(spread):
+        return f"{value:.{decimals}f} ± n/a (too few objects for a spread)"
+    return f"{value:.{decimals}f} ± {spread:.{decimals}f}"
 
 
 def _comparison_images(out_dir: Path, rows: Sequence[dict[str, Any]]) -> list[np.ndarray]:
