@@ -175,8 +175,12 @@ def test_image_info_gives_the_upright_size_and_what_loading_will_do(tmp_path):
     write_animated_webp(tmp_path / "animated.webp")
     assert read_image_info(tmp_path / "rotated.jpg").size == load_image(tmp_path / "rotated.jpg").size == (32, 64)
     assert read_image_info(tmp_path / "rotated.jpg").notes() == []
-    assert read_image_info(tmp_path / "animated.webp").notes() == [
-        "the image is animated (2 frames); only the first frame is used"]
+    notes = read_image_info(tmp_path / "animated.webp").notes()
+    assert notes == ["the image is animated (2 frames); only the first frame is used"]
+    assert notes[0].warning  # a frame is dropped: the app shows it as a warning, not as information
+    cmyk = Image.new("CMYK", (16, 16))
+    cmyk.save(tmp_path / "cmyk.jpg")
+    assert [note.warning for note in read_image_info(tmp_path / "cmyk.jpg").notes()] == [False]
 
 
 def test_heic_goes_to_pillow_heif_when_it_is_installed(monkeypatch, tmp_path):

@@ -104,8 +104,8 @@ def open_input_image(path: str | None) -> tuple[PIL.Image.Image, ImageFileInfo]:
         image = load_image(path)
     except ImageError as error:
         raise user_error(error, "This image cannot be used") from None
-    for note in info.notes(MAX_SIDE):  # the animation is a warning (a frame is dropped), the rest information
-        show = gr.Warning if note.startswith("the image is animated") else gr.Info
+    for note in info.notes(MAX_SIDE):  # a dropped part of the file is a warning, the rest information
+        show = gr.Warning if note.warning else gr.Info
         show(note[0].upper() + note[1:] + ".")
     return image, info
 

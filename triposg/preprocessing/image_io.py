@@ -143,6 +143,18 @@ def _upright_size(image: PIL.Image.Image) -> tuple[int, int]:
     return image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
 
 
+class ImageNote(str):
+    """One note on what loading does to a file: its text, and `warning` — True when something of the file is
+    dropped (an animation's later frames), False for information (a downscale, a colour conversion)."""
+
+    warning: bool
+
+    def __new__(cls, text: str, warning: bool = False) -> "ImageNote":
+        note = super().__new__(cls, text)
+        note.warning = warning
+        return note
+
+
 @dataclass(frozen=True)
 class ImageFileInfo:
     """What an image file's header says. `format`: e.g. "PNG"; `mode`: the stored PIL mode (e.g. "CMYK",
@@ -154,16 +166,18 @@ class ImageFileInfo:
     size: tuple[int, int]
     num_frames: int
 
-    def notes(self, max_side: int = MAX_SIDE) -> list[str]:
+    def notes(self, max_side: int = MAX_SIDE) -> list[ImageNote]:
         """What loading will do to this file that its owner may not expect (for a log or a status line)."""
         notes = []
         if self.num_frames > 1:
-            notes.append(f"the image is animated ({self.num_frames} frames); only the first frame is used")
+            notes.append(ImageNote(f"the image is animated ({self.num_frames} frames); only the first frame is used",
+                                   warning=True))
         if max(self.size) > max_side:
-            notes.append(f"the image is {self.size[0]}×{self.size[1]}; it is downscaled to {max_side} px on the "
-                         "long side")
+            notes.append(ImageNote(f"the image is {self.size[0]}×{self.size[1]}; it is downscaled to {max_side} px "
+                                   "on the long side"))
         if self.mode == "CMYK":
-            notes.append("the image is CMYK; it is converted to RGB without colour management, so colours may shift")
+            notes.append(ImageNote("the image is CMYK; it is converted to RGB without colour management, so colours "
+                                   "may shift"))
         return notes
 
 
