@@ -21,6 +21,9 @@ from torch import nn
 from .vae import TripoSGVAEModel
 
 QUERY_PRECISIONS = ("auto", "full", "bf16")
+# Query points per decoder pass. The FFN's hidden activations (chunk x 4 width floats) of ~4k points stay near the CPU's
+# caches; 10k points (31 MB each at width 192) made every query 1.2x (1 thread) to 1.3x (2 threads) slower.
+DEFAULT_CHUNK_SIZE = 4096
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -48,10 +51,11 @@ class SDFField:
         vae: the VAE whose decoder defines the field.
         latent: (M, C) or (1, M, C) latents of one shape.
         precision: "auto", "full" or "bf16" (module docstring).
-        chunk_size: query points per decoder pass (bounds peak memory; ~10k is fastest on CPUs).
+        chunk_size: query points per decoder pass (bounds peak memory; see `DEFAULT_CHUNK_SIZE`).
     """
 
-    def __init__(self, vae: TripoSGVAEModel, latent: torch.Tensor, precision: str = "auto", chunk_size: int = 10_000):
+    def __init__(self, vae: TripoSGVAEModel, latent: torch.Tensor, precision: str = "auto",
+                 chunk_size: int = DEFAULT_CHUNK_SIZE):
         if latent.ndim == 2:
             latent = latent[None]
         if latent.ndim != 3 or latent.shape[0] != 1:

@@ -23,6 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, PostProcessor
 from ..geometry.decoding import VolumeDecoder
 from ..models import TripoSGDiTModel, TripoSGVAEModel
+from ..models.sdf_field import DEFAULT_CHUNK_SIZE
 from ..preprocessing import (
     PreprocessResult,
     composite_on_white,
@@ -213,7 +214,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         bounds: Sequence[float] = DEFAULT_BOUNDS,
         extraction: str | VolumeDecoder = "tracking",
         postprocess: PostProcessor | None = None,
-        chunk_size: int = 10_000,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         query_precision: str = "auto",
         **volume_kwargs,
     ) -> list[trimesh.Trimesh | None]:

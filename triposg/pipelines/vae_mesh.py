@@ -14,7 +14,7 @@ from ..geometry import DEFAULT_BOUNDS, EmptySurfaceError, decode_volume, extract
 from ..geometry.decoding import VolumeDecoder
 from ..geometry.volume import SDFFunction
 from ..models import TripoSGVAEModel
-from ..models.sdf_field import QUERY_PRECISIONS, SDFField, resolve_query_precision
+from ..models.sdf_field import DEFAULT_CHUNK_SIZE, QUERY_PRECISIONS, SDFField, resolve_query_precision
 
 __all__ = ["QUERY_PRECISIONS", "encode_surface", "field_function", "latent_to_mesh", "query_autocast"]
 
@@ -28,7 +28,8 @@ def query_autocast(device: torch.device, dtype: torch.dtype, precision: str = "a
 
 
 def field_function(
-    vae: TripoSGVAEModel, latent: torch.Tensor, query_precision: str = "auto", chunk_size: int = 10_000
+    vae: TripoSGVAEModel, latent: torch.Tensor, query_precision: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SDFFunction:
     """One shape's decoded field as `(Q, 3) xyz -> (Q,)` values, positive inside.
 
@@ -77,7 +78,7 @@ def latent_to_mesh(
     octree_resolution: int = 256,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
     extraction: str | VolumeDecoder = "tracking",
-    chunk_size: int = 10_000,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     query_precision: str = "auto",
     **volume_kwargs,
 ) -> trimesh.Trimesh | None:
