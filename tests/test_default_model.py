@@ -41,8 +41,9 @@ def test_a_rocket_comes_out_tall_and_a_dumbbell_wide(generate):
 
 
 def test_tracking_extraction_gives_the_dense_surface_on_the_models_own_latents():
-    """The shipped model's chair (thin legs and back slats): the fast default extraction and a dense decode of the
-    same latents agree on every piece, to float noise (each point is decoded in other batches by the two)."""
+    """The shipped model's chair (thin legs and back slats): exact tracking and a dense decode of the same latents
+    agree on every piece, to float noise (each point is decoded in other batches by the two); the interpolating
+    default keeps every piece with its vertices within a fifth of a voxel, from fewer queries."""
     import trimesh
     from scipy.spatial import cKDTree
 
@@ -54,16 +55,18 @@ def test_tracking_extraction_gives_the_dense_surface_on_the_models_own_latents()
     latents = pipe(str(EXAMPLES / "chair_alpha.png"), seed=defaults.seed, num_inference_steps=defaults.num_inference_steps,
                    guidance_scale=defaults.guidance_scale, num_tokens=defaults.num_tokens, octree_resolution=32).latents
     field = field_function(pipe.vae, latents[0])
+    exact = decode_volume(field, resolution=96, method="tracking", interpolation_tolerance=None)
     tracked = decode_volume(field, resolution=96, method="tracking")
     dense = decode_volume(field, resolution=96, method="dense")
-    assert tracked.num_queries < dense.num_queries / 4
-    meshes = [extract_mesh(tracked), extract_mesh(dense)]
+    assert tracked.num_queries < exact.num_queries < dense.num_queries / 4
+    voxel = float(dense.voxel_size.max())
 
     def pieces(mesh):
         return len(trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces))))
 
-    assert pieces(meshes[0]) == pieces(meshes[1])  # no piece lost (thin legs are where coarse levels fail)
-    assert abs(len(meshes[0].faces) - len(meshes[1].faces)) <= 0.001 * len(meshes[1].faces)
-    voxel = float(dense.voxel_size.max())
-    gap = [cKDTree(b.vertices).query(a.vertices)[0].max() for a, b in (meshes, meshes[::-1])]
-    assert max(gap) < 0.05 * voxel, gap
+    for volume, tolerance in ((exact, 0.05), (tracked, 0.2)):
+        meshes = [extract_mesh(volume), extract_mesh(dense)]
+        assert pieces(meshes[0]) == pieces(meshes[1])  # no piece lost (thin legs are where coarse levels fail)
+        assert abs(len(meshes[0].faces) - len(meshes[1].faces)) <= 0.001 * len(meshes[1].faces)
+        gap = [cKDTree(b.vertices).query(a.vertices)[0].max() for a, b in (meshes, meshes[::-1])]
+        assert max(gap) < tolerance * voxel, (tolerance, gap)

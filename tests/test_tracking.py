@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import trimesh
+from scipy.spatial import cKDTree
 
 from triposg.geometry import (
     DEFAULT_BOUNDS,
@@ -12,6 +14,7 @@ from triposg.geometry import (
     SurfaceTrackingDecoder,
     decode_volume,
     default_probe_resolution,
+    extract_mesh,
     extract_surface,
 )
 from triposg.geometry.volume import _cell_min_max
@@ -47,6 +50,9 @@ def slab(thickness: float, height: float = 0.6):
         return -(q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0))
 
     return field
+
+
+EXACT = {"interpolation_tolerance": None}  # query every corner: exactly the dense surface
 
 
 def crossing_cells(values: np.ndarray) -> np.ndarray:
@@ -85,13 +91,41 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
-def test_tracking_gives_the_dense_surface_from_far_fewer_queries(name):
+def test_exact_tracking_gives_the_dense_surface_from_far_fewer_queries(name):
     field = Counting(SHAPES[name])
-    tracked = decode_volume(field, DEFAULT_BOUNDS, 128, method="tracking")
+    tracked = decode_volume(field, DEFAULT_BOUNDS, 128, method="tracking", **EXACT)
     dense = decode_volume(SHAPES[name], DEFAULT_BOUNDS, 128, method="dense")
     assert_same_surface(tracked, dense)
     assert tracked.num_queries == field.points  # each point is asked for once
     assert tracked.num_queries < dense.num_queries / 8, (tracked.num_queries, dense.num_queries)
+
+
+def pieces(mesh) -> int:
+    return len(trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces))))
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_interpolation_keeps_every_piece_and_the_crossing_cells(name):
+    """The default interpolates the grid points two stencils agree on, away from zero: the same crossing cells as
+    the dense decode (so the same pieces, thin plate and sub-voxel blobs included), vertices within half a voxel
+    (they move along their edges only), and fewer queries than exact tracking."""
+    dense = decode_volume(SHAPES[name], DEFAULT_BOUNDS, 128, method="dense")
+    tracked = decode_volume(SHAPES[name], DEFAULT_BOUNDS, 128, method="tracking")
+    exact = decode_volume(SHAPES[name], DEFAULT_BOUNDS, 128, method="tracking", **EXACT)
+    assert np.array_equal(crossing_cells(tracked.values), crossing_cells(dense.values))
+    meshes = [extract_mesh(tracked), extract_mesh(dense)]
+    assert pieces(meshes[0]) == pieces(meshes[1])
+    voxel = float(dense.voxel_size.max())
+    gap = max(cKDTree(b.vertices).query(a.vertices)[0].max() for a, b in (meshes, meshes[::-1]))
+    assert gap < 0.5 * voxel, gap / voxel
+    assert tracked.num_queries < exact.num_queries
+
+
+def test_interpolation_saves_a_third_of_the_queries_on_smooth_surfaces():
+    three_spheres = SHAPES["three spheres"]
+    tracked = decode_volume(three_spheres, DEFAULT_BOUNDS, 128, method="tracking")
+    exact = decode_volume(three_spheres, DEFAULT_BOUNDS, 128, method="tracking", **EXACT)
+    assert tracked.num_queries < 0.75 * exact.num_queries, (tracked.num_queries, exact.num_queries)
 
 
 def test_seeding_every_active_cell_is_the_provable_setting():
@@ -99,9 +133,9 @@ def test_seeding_every_active_cell_is_the_provable_setting():
     field, here 80 blobs of 0.6 cells radius, at a higher query count than the default."""
     field = blobs(count=80, radius=0.009, seed=1)
     dense = decode_volume(field, DEFAULT_BOUNDS, 128, method="dense")
-    provable = SurfaceTrackingDecoder(seed_band=1.0)(field, DEFAULT_BOUNDS, 128)
+    provable = SurfaceTrackingDecoder(seed_band=1.0, **EXACT)(field, DEFAULT_BOUNDS, 128)
     assert_same_surface(provable, dense)
-    assert provable.num_queries > decode_volume(field, DEFAULT_BOUNDS, 128, method="tracking").num_queries
+    assert provable.num_queries > decode_volume(field, DEFAULT_BOUNDS, 128, method="tracking", **EXACT).num_queries
 
 
 @pytest.mark.parametrize("name", ["three spheres", "sub-voxel blobs"])
@@ -110,8 +144,8 @@ def test_the_corner_stage_saves_probes_of_a_truncated_field(name):
     (33k): the same surface from fewer queries, for a field truncated at 0.1 as the released VAE's."""
     truncated = lambda xyz: SHAPES[name](xyz).clamp(-0.1, 0.1)  # noqa: E731
     dense = decode_volume(truncated, DEFAULT_BOUNDS, 128, method="dense")
-    with_corners = decode_volume(truncated, DEFAULT_BOUNDS, 128, method="tracking")
-    centres_only = SurfaceTrackingDecoder(corner_band=None)(truncated, DEFAULT_BOUNDS, 128)
+    with_corners = decode_volume(truncated, DEFAULT_BOUNDS, 128, method="tracking", **EXACT)
+    centres_only = SurfaceTrackingDecoder(corner_band=None, **EXACT)(truncated, DEFAULT_BOUNDS, 128)
     assert_same_surface(with_corners, dense)
     assert with_corners.num_queries < centres_only.num_queries - 15_000, (with_corners.num_queries,
                                                                           centres_only.num_queries)
@@ -121,7 +155,7 @@ def test_tracking_follows_a_surface_the_probes_rule_out():
     """A field 4x steeper than a distance (not 1-Lipschitz): the probe test wrongly rules out cells the surface
     passes through, and tracking across cell faces recovers all of them."""
     steep = sphere(radius=0.6, scale=4.0)
-    decoder = SurfaceTrackingDecoder(band=0.3, seed_band=0.01)
+    decoder = SurfaceTrackingDecoder(band=0.3, seed_band=0.01, **EXACT)
     tracked = decoder(steep, DEFAULT_BOUNDS, 64)
     assert_same_surface(tracked, decode_volume(steep, DEFAULT_BOUNDS, 64, method="dense"))
 
@@ -158,6 +192,8 @@ def test_bad_settings_name_the_fix():
         SurfaceTrackingDecoder(band=0)(sphere(), DEFAULT_BOUNDS, 64)
     with pytest.raises(ValueError, match="corner_band"):
         SurfaceTrackingDecoder(corner_band=-1.0)(sphere(), DEFAULT_BOUNDS, 64)
+    with pytest.raises(ValueError, match="interpolation_tolerance"):
+        SurfaceTrackingDecoder(interpolation_tolerance=-0.1)(sphere(), DEFAULT_BOUNDS, 64)
     with pytest.raises(ValueError, match="one value per point"):
         decode_volume(lambda xyz: torch.zeros(3), DEFAULT_BOUNDS, 64, method="tracking")
 
@@ -173,7 +209,7 @@ def test_progress_reports_every_stage():
 def test_non_cubic_bounds_and_float64_points():
     bounds = (-1.0, -0.5, -0.8, 1.0, 0.5, 0.8)  # cells of three different edge lengths
     field = sphere((0.1, 0.0, -0.05), 0.42)
-    tracked = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="tracking", dtype=torch.float64)
+    tracked = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="tracking", dtype=torch.float64, **EXACT)
     dense = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="dense", dtype=torch.float64)
     assert_same_surface(tracked, dense)
     assert tracked.bounds == bounds and tracked.num_queries < dense.num_queries / 2
