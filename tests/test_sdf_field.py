@@ -47,6 +47,22 @@ def test_bf16_moves_the_field_only_slightly():
     assert next(vae.parameters()).dtype == torch.float32  # the model itself is untouched
 
 
+def test_bf16_weight_copies_are_made_once_per_vae_and_remade_when_weights_change():
+    """Every shape (and preview) of one VAE shares its bf16 query layers; an in-place weight update (an optimizer
+    step, load_state_dict) makes new ones, so the field follows the weights."""
+    vae = tiny_vae()
+    first, second = SDFField(vae, LATENT, "bf16"), SDFField(vae, LATENT[0] * 0.5, "bf16")
+    assert first.block is second.block and first.proj_query is second.proj_query
+    assert SDFField(tiny_vae(), LATENT, "bf16").block is not first.block  # another VAE, its own copies
+    before = first(POINTS)
+    with torch.no_grad():
+        vae.decoder.blocks[-1].ff.net[2].bias.add_(0.5)
+    updated = SDFField(vae, LATENT, "bf16")
+    assert updated.block is not first.block
+    assert not torch.equal(updated(POINTS), before)
+    torch.testing.assert_close(updated(POINTS), reference(vae), rtol=0, atol=0.02 * float(before.max() - before.min()))
+
+
 @pytest.mark.parametrize("fast_cpu, dtype, expected", [
     (True, torch.float32, "bf16"), (False, torch.float32, "full"), (True, torch.float16, "full"),
 ])

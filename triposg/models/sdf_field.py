@@ -14,6 +14,7 @@ embedding, the layer norms and the output head stay in float32 — positions in 
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
 from torch import nn
@@ -76,7 +77,7 @@ class SDFField:
             tokens = vae.decode_tokens(latent.to(device=weight.device, dtype=weight.dtype))
             if self.precision == "bf16":
                 self.dtype = torch.bfloat16
-                self.proj_query, self.block = _bf16_linear_copy(decoder.proj_query), _bf16_linear_copy(block)
+                self.proj_query, self.block = _bf16_query_layers(decoder)
                 # keys/values from the full-precision tokens, then cast
                 self.context_kv = block.attn2.project_context(tokens).to(self.dtype)
             else:
@@ -105,6 +106,25 @@ class SDFField:
         h = h + block.ff(block.norm3(h))
         raw = self.proj_out(self.norm_out(h.to(self.out_dtype)))  # (1, Q, 1), SDF-like: positive outside
         return -raw[0, :, 0].float()
+
+
+# Per VAE decoder: (a stamp of the query layers' weights, bf16 proj_query, bf16 last block). Weak keys: a VAE that is
+# dropped takes its copies with it.
+_BF16_QUERY_LAYERS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _bf16_query_layers(decoder: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """bf16 copies of the decoder's query layers (`proj_query` and the last block), made once per VAE and shared by
+    every shape and preview; remade when those weights change in place (an optimizer step, `load_state_dict`) or move
+    (`.to()`), which the parameters' version counters and storage pointers tell."""
+    block = decoder.blocks[-1]
+    stamp = tuple((p.data_ptr(), p._version, p.dtype, p.device)
+                  for p in (*decoder.proj_query.parameters(), *block.parameters()))
+    cached = _BF16_QUERY_LAYERS.get(decoder)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, _bf16_linear_copy(decoder.proj_query), _bf16_linear_copy(block))
+        _BF16_QUERY_LAYERS[decoder] = cached
+    return cached[1], cached[2]
 
 
 def _bf16_linear_copy(module: nn.Module) -> nn.Module:
