@@ -13,8 +13,9 @@ in four stages:
    their children's centres are probed, down to half the target resolution. Truncated SDFs (|v| capped at ``t``)
    can only be ruled out where ``band * h < t``, which is why the probe grid's half-diagonal is kept below the
    truncation (32 cells for the released VAE's 0.1 on the default bounds: the corner stage's 16 cells reach
-   0.56 h = 0.07; coarser grids would keep every cell). The corner stage costs 9k queries where the whole
-   32-cell probe cost 33k; the cells it keeps are the same kind of guarantee.
+   0.56 h = 0.07; coarser grids would keep every cell, which is why the corner stage is skipped below 16 cells,
+   e.g. for 32³ previews). The corner stage costs 9k queries where the whole 32-cell probe cost 33k; the cells it
+   keeps are the same kind of guarantee.
 2. **Region.** At the last probe level (cells two grid cells wide) the cells whose centre is within
    ``seed_band`` cell edges of zero have every grid point given a value: the seeds of tracking.
 3. **Tracking.** Starting from the region's cells, any cell whose corners change sign and has a corner without a
@@ -154,6 +155,9 @@ class SurfaceTrackingDecoder:
     # Corner stage on probe_resolution / 2 (corners and centre of each cell), threshold in cell edges: sqrt(5) / 4 ~
     # 0.56 is the minimum for a 1-Lipschitz field (the same 16 % margin as `band`); None starts at the probe grid.
     corner_band: float | None = 0.65
+    # ...run only on grids this fine or finer: coarser cells are too large to rule out anything of a truncated field
+    # (0.65 h is 0.08 on the default bounds at 16 cells, under the released VAE's 0.1; at 8 cells it is 0.16).
+    min_corner_resolution: int = 16
     # Interpolation (approximate; None queries every corner, exactly the dense surface): a grid point with an odd and an
     # even coordinate is taken from its neighbours where two stencils agree within this many cell edges (module doc, 4.)
     interpolation_tolerance: float | None = 0.25
@@ -206,7 +210,7 @@ class SurfaceTrackingDecoder:
         it; the chain ends at a ruled-out cell or at an active cell of the last level, whose points are queried.
         """
         resolution = grid.resolution
-        if self.corner_band is not None and probe % 2 == 0:
+        if self.corner_band is not None and probe % 2 == 0 and probe // 2 >= self.min_corner_resolution:
             cells, coarse_fill = self._corner_probe(grid, probe // 2)
             cell_fill = _repeat2(coarse_fill)  # centre value of each cell's finest probed owner
             del coarse_fill
