@@ -17,7 +17,7 @@ same context (the DiT's sampling steps, the VAE decoder's field queries).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -73,10 +73,23 @@ class ContextKV:
     k: torch.Tensor
     v: torch.Tensor
     blank: torch.Tensor
+    # (index of the rows that are not blank, their k, their v), () when no row is blank: made on first use.
+    _live: tuple = field(default=None, repr=False, compare=False)
 
     def to(self, dtype: torch.dtype) -> "ContextKV":
         """The same keys and values cast to `dtype` (`blank` unchanged: a cast keeps zeros zero)."""
         return ContextKV(self.k.to(dtype), self.v.to(dtype), self.blank)
+
+    def live_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(indices (B',), k, v of the rows that are not blank), or None when no row is blank. Worked out once (one
+        look at `blank` on the host) and kept, so the sampling steps that reuse these keys/values do not repeat it."""
+        if self._live is None:
+            if bool(self.blank.any()):
+                index = torch.nonzero(~self.blank).flatten()
+                self._live = (index, self.k.index_select(0, index), self.v.index_select(0, index))
+            else:
+                self._live = ()
+        return self._live or None
 
 
 class Attention(nn.Module):
@@ -176,14 +189,14 @@ class Attention(nn.Module):
 
         Rows of a blank context (all-zero values) read zeros from attention, so their output is `to_out(0)` for every
         query; they are filled with it instead of computed (the same numbers, bit for bit)."""
-        blank = context_kv.blank
-        if blank.any():
-            live = ~blank
-            out = self.to_out[0](x.new_zeros(1, 1, x.shape[-1])).expand(x.shape).clone()
-            if live.any():
-                out[live] = self._attend(x[live], context_kv.k[live], context_kv.v[live])
-            return out
-        return self._attend(x, context_kv.k, context_kv.v)
+        live = context_kv.live_rows()
+        if live is None:
+            return self._attend(x, context_kv.k, context_kv.v)
+        index, k, v = live
+        out = self.to_out[0](x.new_zeros(1, 1, x.shape[-1])).expand(x.shape).clone()
+        if index.numel():
+            out.index_copy_(0, index, self._attend(x.index_select(0, index), k, v))
+        return out
 
     def _attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, l, _ = x.shape
