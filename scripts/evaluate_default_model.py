@@ -16,7 +16,8 @@ On the held-out test split (never trained on; quality-flagged objects excluded):
    model's own DINOv2 encoder (FD-DINOv2; the same encoder for every variant). FID with
    Inception features is added when local Inception weights are configured (`TRIPOSG_INCEPTION_WEIGHTS`).
    → `normal_fid/<variant>/...`, `image_to_3d.csv`.
-   Per object also the area share of the largest connected piece (whole shapes), by family for the model →
+   Per object also the area share of the largest connected piece of the mesh as generated, before floater
+   removal (whole shapes: a broken-off part lowers it), by family for the model →
    `whole_shapes_by_family.csv`.
 3. `samples.png`: input image, ground-truth normals and generated normals for one object per family.
 4. With `--shifted [NAME ...]`: the model on the same objects re-rendered under other lighting, lenses, camera
@@ -133,8 +134,8 @@ def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.Dat
         right_aligned=7 + len(fd_columns))
     sections = vae_sections + ["### Image-to-3D (test split, 1.8 frame)", "", image_table]
     if whole is not None and len(whole):
-        sections += ["", "### Whole shapes: area share of the largest connected piece, by family (the model, "
-                     "worst first; goal ≥ 0.9 everywhere)", "",
+        sections += ["", "### Whole shapes: area share of the largest connected piece, before floater removal, by "
+                     "family (the model, worst first; goal ≥ 0.9 everywhere)", "",
                      markdown_rows(["family", "objects", "mean ↑", "lowest ↑"],
                                    [[family, int(row["objects"]), f"{row['mean']:.3f}", f"{row['lowest']:.3f}"]
                                     for family, row in whole.iterrows()], right_aligned=3)]

@@ -174,6 +174,38 @@ def test_ground_truth_generator_scores_best_and_random_model_worse(ground_truth_
     assert random["f_score"] < 0.8 and random["chamfer"] > 2 * perfect["chamfer"]
 
 
+def test_whole_shape_share_counts_broken_parts_the_other_metrics_see_the_cleaned_mesh(
+        corpus, ground_truth_run, no_inception_env, tmp_path):
+    """A generator whose mesh has a broken-off piece far away: the whole-shape share sees it (measured before
+    floater removal); the normal maps and reconstruction metrics see the mesh a user gets (floater removed),
+    so they match the clean ground-truth run."""
+    pieces = {}
+
+    def generate(image, test_object):
+        whole = sample_shape(test_object.metadata["family"], test_object.metadata["seed"]).to_mesh(MESH_RESOLUTION)
+        piece = trimesh.creation.icosphere(subdivisions=1, radius=0.05).apply_translation([5.0, 0.0, 0.0])
+        pieces[test_object.object_id] = whole.area / (whole.area + piece.area)  # of the whole's own share
+        assert len(piece.faces) < 0.05 * len(whole.faces)  # small enough to be a floater
+        return trimesh.util.concatenate([whole, piece])
+
+    result = run_normal_fid(load_test_set(corpus), ModelVariant("broken-off", generate, {"model": "broken"}),
+                            tmp_path / "out", extractors=[], progress=False)
+    table = result.per_object.set_index("object_id")
+    clean = ground_truth_run[0].per_object.set_index("object_id")
+    for object_id, kept in pieces.items():
+        assert kept < 0.9999
+        assert table.loc[object_id, "largest_piece"] == pytest.approx(clean.loc[object_id, "largest_piece"] * kept)
+    assert list(table.loc[clean.index, "f_score"]) == pytest.approx(list(clean["f_score"]))
+    assert list(table.loc[clean.index, "chamfer"]) == pytest.approx(list(clean["chamfer"]))
+
+
+def test_pipeline_variant_asks_for_the_mesh_before_floater_removal(random_pipe):
+    variant = random_variant(random_pipe)
+    assert variant.identity["sampling"]["remove_floaters"] is False
+    kept = pipeline_variant(random_pipe, TINY_SAMPLING, {"kind": "test"}, "random", remove_floaters=True)
+    assert kept.identity["sampling"]["remove_floaters"] is True
+
+
 class _PoolLayers(torch.nn.Module):
     """Stands in for Inception's layers: (B, 3, 299, 299) normalised images → (B, 2048), 3 non-zero."""
 

@@ -22,6 +22,12 @@ The protocol, as `run_normal_fid` runs it:
    (`evaluation.metrics.reconstruction_metrics`: Chamfer, F-score at `recon_threshold`, normal
    consistency), measured in the 1.8 frame: the default threshold 0.05 is 2.8 % of the longest side.
 
+Whole shapes: a generator returns its mesh as generated, before floater removal (`pipeline_variant` asks
+the pipeline for that). The share of surface area in the largest connected piece (`largest_piece`) is
+measured on that mesh, so a thin part that broke off lowers it; the normal map and the reconstruction
+metrics are then measured on the mesh a user gets, after the pipeline's default floater removal
+(`triposg.geometry.remove_floaters`).
+
 A generation that fails (e.g. no surface found) counts as an all-background normal map in the
 distances, so a model cannot improve its score by failing; its reconstruction metrics are left empty
 and the failure is counted in the summary.
@@ -64,7 +70,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
-from triposg.geometry import EmptySurfaceError
+from triposg.geometry import EmptySurfaceError, remove_floaters
 from triposg.io import write_bytes_atomic
 from triposg.rendering import EVALUATION_CAMERA, normalize_mesh, render, save_image_grid
 
@@ -243,8 +249,8 @@ def _evaluate_object(
                            "cache_key": key}
     row.update({column: math.nan for column in (*RECON_COLUMNS, "largest_piece")})
     if entry.mesh is not None:
-        mesh = normalize_mesh(entry.mesh, margin=GT_FRAME_MARGIN)
-        row["largest_piece"] = largest_piece_share(mesh)
+        row["largest_piece"] = largest_piece_share(entry.mesh)  # before floater removal: broken parts count
+        mesh = normalize_mesh(remove_floaters(entry.mesh), margin=GT_FRAME_MARGIN)  # what a user gets
         generated_normal = render(mesh, EVALUATION_CAMERA, resolution=gt_normal.shape[0])[0].normal
         reference = test_object.load_reference()
         if reference is not None:

@@ -20,7 +20,8 @@ from .test_sets import TestObject
 if TYPE_CHECKING:
     from triposg.pipelines import TripoSGPipeline
 
-# The evaluation image (RGBA, alpha = object mask) and its test object → a mesh in any frame.
+# The evaluation image (RGBA, alpha = object mask) and its test object → a mesh in any frame, as generated
+# (before floater removal: the evaluation measures the whole-shape share on it, then removes floaters).
 ShapeGenerator = Callable[[Image.Image, TestObject], trimesh.Trimesh]
 
 
@@ -40,8 +41,12 @@ def pipeline_variant(
 ) -> ModelVariant:
     """A `ModelVariant` generating with a `TripoSGPipeline` and `settings` (the same seed for every object).
     `identity` is the model's (`model_identity`); settings, the extra pipeline arguments `call_kwargs` (e.g. an
-    `extraction` method), device and dtype are added to it. The one place a pipeline becomes a variant: the
+    `extraction` method), device and dtype are added to it. The pipeline is asked for the mesh before floater
+    removal (`remove_floaters=False`, unless `call_kwargs` say otherwise): the evaluation measures how whole the
+    generated surface is on it and removes the floaters itself. The one place a pipeline becomes a variant: the
     app's variant tables (`evaluation.variants.spec_model_variant`) and the baselines build on it."""
+
+    call_kwargs = {"remove_floaters": False, **call_kwargs}
 
     def generate(image: Image.Image, test_object: TestObject) -> trimesh.Trimesh:
         output = pipe(
