@@ -234,6 +234,17 @@ def test_cached_context_gives_the_same_velocity_bit_for_bit(dtype):
     assert torch.equal(cached, plain)
 
 
+def test_a_cache_of_another_batch_is_refused():
+    model = randomize(TripoSGDiTModel(**TINY_DIT)).eval()
+    with torch.no_grad():
+        cache = model.cache_context(torch.randn(2, 4, 16))
+        with pytest.raises(ValueError, match="holds 2 condition rows but hidden_states has 3"):
+            model(torch.randn(3, 6, 8), 300.0, context_cache=cache)
+        with pytest.raises(ValueError, match="encoder_hidden_states has 1 rows"):
+            model(torch.randn(2, 6, 8), 300.0, torch.randn(1, 4, 16), context_cache=cache)
+        assert model(torch.randn(2, 6, 8), 300.0, context_cache=cache).sample.shape == (2, 6, 8)
+
+
 def test_skip_connections_can_be_switched_off():
     model = TripoSGDiTModel(**TINY_DIT, use_skip_connections=False)
     assert not any("skip" in k for k in model.state_dict())

@@ -52,6 +52,20 @@ class ContextCache:
     image: list[ContextKV | None]
     image_2: list[ContextKV | None]
 
+    def check_batch(self, batch: int, encoder_hidden_states: torch.Tensor | None = None) -> None:
+        """Raise ValueError unless the cache was made for `batch` rows (and, when the step is also given
+        `encoder_hidden_states`, for as many rows as those): a cache of another call's condition is a mistake the
+        blocks would not notice, as they read only the cache."""
+        cached = next((kv.k.shape[0] for kv in (*self.image, *self.image_2) if kv is not None), None)
+        if cached is None:
+            return
+        if cached != batch:
+            raise ValueError(f"context_cache holds {cached} condition rows but hidden_states has {batch}: make the "
+                             "cache with cache_context() from this call's encoder_hidden_states")
+        if encoder_hidden_states is not None and encoder_hidden_states.shape[0] != cached:
+            raise ValueError(f"encoder_hidden_states has {encoder_hidden_states.shape[0]} rows but context_cache was "
+                             f"made from {cached}: pass the cache of these same tokens (or no cache)")
+
 
 def run_block(owner: nn.Module, block: nn.Module, *args) -> tuple[torch.Tensor, MoEStats | None]:
     """Call `block(*args)`, through gradient checkpointing when `owner` has it switched on (training)."""
@@ -298,6 +312,8 @@ class TripoSGDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if self.config.use_cross_attention_2 and encoder_hidden_states_2 is None and context_cache is None:
             raise ValueError("this model has a second cross-attention branch: pass encoder_hidden_states_2")
         batch = hidden_states.shape[0]
+        if context_cache is not None:
+            context_cache.check_batch(batch, encoder_hidden_states)
         timestep = torch.as_tensor(timestep, device=hidden_states.device).reshape(-1).expand(batch)
 
         temb = self.time_proj(timestep_sinusoids(timestep, self.config.width).to(hidden_states.dtype))  # (B, D)
