@@ -2,7 +2,7 @@
 
     python -m evaluation normal-fid --model PATH_OR_HUB --test-set CORPUS_OR_DIR_OR_ZIP --out DIR
         [--split test] [--steps N --guidance G --seed S --num-tokens M --octree-resolution R]
-        [--inception-weights FILE] [--limit N] [--cache-dir DIR | --no-cache]
+        [--inception-weights FILE] [--per-family N] [--limit N] [--cache-dir DIR | --no-cache]
     python -m evaluation recon PRED TARGET [--threshold 0.02 --num-points N --seed S]
     python -m evaluation vae-recon --vae PIPELINE_OR_VAE_DIR --corpus DIR [--split test --num-tokens M]
     python -m evaluation arena --methods NAME=DIR NAME=DIR ... --images DIR --judge openai|anthropic|offline
@@ -81,6 +81,9 @@ def add_normal_fid_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--fd-encoder", default=None,
                         help="pipeline folder or hub id whose DINOv2 encoder gives FD-DINOv2 (default: the "
                              "evaluated model's; use one encoder to compare several models)")
+    parser.add_argument("--per-family", type=int, default=None,
+                        help="a corpus's first N test objects of each family (a balanced sample; a plain --limit "
+                             "takes the manifest's first one or two families), before --limit")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test objects")
     parser.add_argument("--resolution", type=int, default=512, help="render size for mesh test sets (pixels)")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -127,7 +130,7 @@ def run_normal_fid_command(args: argparse.Namespace) -> int:
     test_set = None
     if state.is_main_process:  # one process renders a mesh collection's views; the others get its test set
         test_set = load_test_set(args.test_set, split=args.split, work_dir=args.out / "test_set",
-                                 resolution=args.resolution, limit=args.limit)
+                                 resolution=args.resolution, limit=args.limit, per_family=args.per_family)
     test_set = broadcast_object_list([test_set])[0]
     variant, pipe = load_model_variant(
         args.model, device, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,

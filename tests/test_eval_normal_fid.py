@@ -404,10 +404,11 @@ def test_cli_normal_fid_writes_outputs(corpus, tiny_model_folder, tmp_path, caps
     out = tmp_path / "out"
     code = evaluation_cli(["normal-fid", "--model", str(tiny_model_folder), "--test-set", str(corpus),
                            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--limit", "2",
-                           "--recon-points", "2000", "--device", "cpu"])
+                           "--per-family", "1", "--recon-points", "2000", "--device", "cpu"])
     output = capsys.readouterr().out
     assert code == 0, output
-    assert len(pd.read_csv(out / "per_object.csv")) == 2
+    rows = pd.read_csv(out / "per_object.csv")
+    assert len(rows) == 2 and rows["family"].is_unique  # one object per family, then the limit
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["fd_dinov2"] > 0 and summary["identity"]["sampling"]["num_tokens"] == 16
     assert "FID: unavailable" in output and "FD-DINOv2" in output

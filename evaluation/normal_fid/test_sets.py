@@ -99,9 +99,11 @@ def load_test_set(
     limit: int | None = None,
     zip_limits: ZipLimits | None = None,
     progress: bool = True,
+    per_family: int | None = None,
 ) -> TestSet:
     """A test set from a corpus folder (holding `manifest.csv`; `split` is used), a folder of meshes or a
-    zip of meshes (rendered at `resolution` into `work_dir`, required for those). `limit`: first N objects."""
+    zip of meshes (rendered at `resolution` into `work_dir`, required for those). `limit`: first N objects.
+    `per_family`: a corpus's first N objects of each family (before `limit`); mesh collections have no families."""
     from training.data.manifest import MANIFEST_NAME
 
     path = Path(source).expanduser()
@@ -111,7 +113,10 @@ def load_test_set(
             "or a .zip of meshes"
         )
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
-        return corpus_test_set(path, split=split, limit=limit)
+        return corpus_test_set(path, split=split, limit=limit, per_family=per_family)
+    if per_family is not None:
+        raise ValueError(f"{path} is a mesh collection, which has no families: per_family (--per-family) is for "
+                         "corpus test sets; use limit (--limit) instead")
     if work_dir is None:
         raise ValueError(f"{path} is a mesh collection: pass work_dir, where its renders are stored")
     return mesh_test_set(path, work_dir, resolution=resolution, limit=limit, zip_limits=zip_limits,
