@@ -431,7 +431,7 @@ def test_mixed_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, f
     if fast_cpu:
         assert loop.resolve_mixed_precision("bf16") == "bf16"
     else:
-        with pytest.warns(UserWarning, match="native bf16"):
+        with pytest.warns(UserWarning, match="fast path is bf16"):
             assert loop.resolve_mixed_precision("bf16") == "no"
     with pytest.warns(UserWarning, match="fp32"):
         assert loop.resolve_mixed_precision("fp16") == "no"
