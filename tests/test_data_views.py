@@ -18,8 +18,9 @@ from training.data.views import (
     render_object_views,
     sample_focal_lengths,
     sample_view_cameras,
+    sample_view_lightings,
 )
-from triposg.rendering import EVALUATION_CAMERA, render
+from triposg.rendering import EVALUATION_CAMERA, Lighting, render
 
 RES = 64
 
@@ -138,3 +139,49 @@ def test_training_views_skip_msaa_but_the_evaluation_view_keeps_it(rendered_obje
         np.testing.assert_array_equal(np.asarray(image), view_msaa0.normal)
     with Image.open(out_dir / "eval_normal.png") as image:
         np.testing.assert_array_equal(np.asarray(image), eval_msaa4.normal)
+
+
+SIDE_LIGHT = Lighting(ambient=0.05, lights=(((2.0, 0.0, 0.0), 4.0),))
+
+
+def test_lighting_sampler_mixes_the_corpus_rig_with_random_rigs():
+    lightings = sample_view_lightings(np.random.default_rng(0), 400, probability=0.5)
+    relit = [lighting for lighting in lightings if lighting is not None]
+    assert 150 < len(relit) < 250
+    assert all(0.02 <= lighting.ambient <= 0.35 and 1 <= len(lighting.lights) <= 2 for lighting in relit)
+    key_x = np.array([lighting.lights[0][0][0] for lighting in relit])
+    assert (key_x > 1.0).any() and (key_x < -1.0).any()  # key lights from both sides, not one direction
+    assert all(light[0][2] > -1.5 for light in (lighting.lights[0] for lighting in relit))  # not from behind
+    assert sample_view_lightings(np.random.default_rng(0), 5, 0.0) == [None] * 5
+    assert sample_view_lightings(np.random.default_rng(1), 8) == sample_view_lightings(np.random.default_rng(1), 8)
+    with pytest.raises(ValueError, match="probability"):
+        sample_view_lightings(np.random.default_rng(0), 3, probability=1.5)
+
+
+def test_render_takes_one_lighting_per_camera():
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+    cameras = [EVALUATION_CAMERA, replace(EVALUATION_CAMERA, azimuth_deg=40.0), EVALUATION_CAMERA]
+    mixed = render(mesh, cameras, resolution=RES, lighting=[None, SIDE_LIGHT, SIDE_LIGHT])
+    (corpus,) = render(mesh, cameras[0], resolution=RES)
+    (side,) = render(mesh, cameras[2], resolution=RES, lighting=SIDE_LIGHT)
+    np.testing.assert_array_equal(mixed[0].rgb, corpus.rgb)
+    np.testing.assert_array_equal(mixed[2].rgb, side.rgb)
+    mask = corpus.mask
+    left, right = mask.copy(), mask.copy()
+    left[:, RES // 2:], right[:, :RES // 2] = False, False
+    lit = mixed[2].rgb.astype(float).mean(-1)
+    assert lit[right].mean() > lit[left].mean() + 40  # lit from the right, dark on the left
+    with pytest.raises(ValueError, match="one Lighting"):
+        render(mesh, cameras, resolution=RES, lighting=[SIDE_LIGHT])
+
+
+def test_relit_views_are_recorded_and_the_evaluation_view_keeps_the_corpus_rig(tmp_path):
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+    cameras = [EVALUATION_CAMERA, EVALUATION_CAMERA]
+    records = render_object_views(mesh, tmp_path, cameras, resolution=RES, lightings=[SIDE_LIGHT, None])
+    assert records[0]["lighting"] == {"ambient": 0.05, "lights": [{"from": [2.0, 0.0, 0.0], "intensity": 4.0}]}
+    assert records[1]["lighting"] is None and records[2]["lighting"] is None
+    images = [np.asarray(Image.open(tmp_path / name))[..., :3] for name in ("view_00_rgb.png", "view_01_rgb.png")]
+    assert np.abs(images[0].astype(int) - images[1]).mean() > 5  # the relit view differs from the corpus rig
+    with pytest.raises(ValueError, match="one lighting per training view"):
+        render_object_views(mesh, tmp_path, cameras, resolution=RES, lightings=[None])

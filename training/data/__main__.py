@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="--engine ray: GPU share of one object's task, for EGL rendering on GPU nodes")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--views", type=int, default=8, help="random views per object (plus the evaluation view)")
+    build.add_argument("--relit-views", type=float, default=BuildConfig.relit_views,
+                       help="share of training views lit by a random rig instead of the corpus lights (0 = none)")
     build.add_argument("--resolution", type=int, default=256, help="render size in pixels")
     build.add_argument("--msaa", type=int, default=0, choices=(0, 2, 4, 8),
                        help="multisamples for the training views (the evaluation view always uses 4)")
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     config = BuildConfig(
         out=args.out, source=args.source, num=args.num, input_dir=args.input, seed=args.seed,
         **({} if args.workers is None else {"workers": args.workers}),
-        num_views=args.views, render_resolution=args.resolution, render_msaa=args.msaa,
+        num_views=args.views, relit_views=args.relit_views, render_resolution=args.resolution, render_msaa=args.msaa,
         scorer_path=args.scorer, retry_failed=args.retry_failed, engine=args.engine, ray_address=args.ray_address,
         cpus_per_object=args.cpus_per_object, gpus_per_object=args.gpus_per_object,
         fields=FieldConfig(udf_resolution=args.udf_resolution),

@@ -33,7 +33,7 @@ from .manifest import assign_split, object_dir, read_record, write_manifest, wri
 from .orientation import canonicalize_orientation
 from .procedural import corpus_seeds, procedural_object_id, sample_shape
 from .scoring import QualityScorer, image_features
-from .views import read_view_mask, render_object_views, sample_view_cameras
+from .views import read_view_mask, render_object_views, sample_view_cameras, sample_view_lightings
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 ENGINES = ("local", "ray")
@@ -52,6 +52,7 @@ class BuildConfig:
     # (2 cores, 300 objects: 97 objects/min with 2 workers, 124 with 3).
     workers: int = field(default_factory=lambda: (os.cpu_count() or 1) + 1)
     num_views: int = 8  # paper §5.1: 8 random views per object
+    relit_views: float = 0.5  # share of training views under a random lighting rig (views.sample_view_lightings)
     render_resolution: int = 256
     render_msaa: int = 0  # training views without anti-aliasing: ~2x faster on llvmpipe (eval view keeps 4x)
     # Renders use a reduced copy: software GL cost grows with faces (8 views at 256²: 0.40 s at 20k faces,
@@ -150,7 +151,8 @@ def build_object(job: Job, config: BuildConfig) -> dict[str, Any]:
     folder = object_dir(config.out, job.object_id)
     record = job_record(job, config)
     try:
-        rng = np.random.default_rng([config.seed, int(hashlib.sha1(job.object_id.encode()).hexdigest()[:8], 16)])
+        object_seed = [config.seed, int(hashlib.sha1(job.object_id.encode()).hexdigest()[:8], 16)]
+        rng = np.random.default_rng(object_seed)
         if job.source == "procedural":
             shape = sample_shape(job.family, job.seed)
             mesh = shape.to_mesh(config.mesh_resolution)
@@ -166,8 +168,12 @@ def build_object(job: Job, config: BuildConfig) -> dict[str, Any]:
 
         views_dir = folder / "views"
         cameras = sample_view_cameras(rng, config.num_views)
+        # Lights from a stream of their own: cameras and fields stay those of a corpus built without them.
+        lightings = sample_view_lightings(np.random.default_rng([*object_seed, 1]), config.num_views,
+                                          config.relit_views)
         render_mesh = simplify(mesh, config.render_faces) if config.render_faces else mesh
-        render_object_views(render_mesh, views_dir, cameras, config.render_resolution, config.render_msaa)
+        render_object_views(render_mesh, views_dir, cameras, config.render_resolution, config.render_msaa,
+                            lightings)
         eval_mask = read_view_mask(views_dir / "eval_rgb.png")
         report = run_filters(render_mesh, eval_mask, config.filters)  # the reduced copy: same geometry, cheaper
         record.update(flags=report.as_dict(), flagged=report.flagged)

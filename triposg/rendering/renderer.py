@@ -90,32 +90,38 @@ def _render_views(
     color: tuple[int, int, int] | None,
     smooth: bool,
     msaa: int,
-    lighting: Lighting,
+    lightings: list[Lighting],
 ) -> list[RenderResult]:
-    """All passes for all cameras; runs on the GL thread. `mesh` is already prepared (`prepare_mesh`)."""
+    """All passes for all cameras; runs on the GL thread. `mesh` is already prepared (`prepare_mesh`);
+    `lightings` holds one `Lighting` per camera."""
     pyrender = import_pyrender()
     renderer = get_renderer(pyrender, resolution, msaa)
     flags = pyrender.RenderFlags
 
-    scene = pyrender.Scene(ambient_light=np.full(3, lighting.ambient))
+    scene = pyrender.Scene()
     lit_mesh = _lit_mesh(pyrender, mesh, color, smooth)
     normal_mesh = encoded_normal_mesh(pyrender, mesh, smooth)
     scene.add(lit_mesh)
     scene.add(normal_mesh)
-    light_nodes = [
-        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity))
-        for _, intensity in lighting.lights
-    ]
     rgb_background = np.array([*background, 255], dtype=np.float64) / 255.0
     zero_normal_background = np.array([0.5, 0.5, 0.5, 1.0])
 
     results = []
     camera_node = None
-    for camera in cameras:
+    light_nodes: list = []
+    current_lighting = None
+    for camera, lighting in zip(cameras, lightings):
         if camera_node is not None:
             scene.remove_node(camera_node)
         gl_camera = pyrender_camera(pyrender, camera)
         camera_node = scene.add(gl_camera, pose=camera.pose)
+        if lighting != current_lighting:  # the corpus renders one rig for every view: set up once
+            for node in light_nodes:
+                scene.remove_node(node)
+            scene.ambient_light = np.full(3, lighting.ambient)
+            light_nodes = [scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity))
+                           for _, intensity in lighting.lights]
+            current_lighting = lighting
         for node, (position, _) in zip(light_nodes, lighting.lights):
             scene.set_pose(node, light_pose(camera, position))
 
@@ -154,7 +160,7 @@ def render(
     normal_background: Sequence[int] = (255, 255, 255),
     smooth: bool = True,
     msaa: int = 4,
-    lighting: Lighting | None = None,
+    lighting: Lighting | Sequence[Lighting | None] | None = None,
 ) -> list[RenderResult]:
     """Render `mesh` from each camera: lit colour, normal map, mask and depth, each (H, W, ...) square.
 
@@ -171,7 +177,7 @@ def render(
         smooth: smooth shading that keeps creases (True) or flat faces (False), in both passes.
         msaa: multisamples per pixel (0, 2, 4 or 8). 4 (the default) gives anti-aliased edges; 0 renders
             about 2x faster on a software GL (training views), with hard edges and binary edge normals.
-        lighting: the lit pass's lights (`Lighting`); None is the corpus lighting.
+        lighting: the lit pass's lights (`Lighting`), or one per camera; None is the corpus lighting.
 
     Returns:
         One `RenderResult` per camera, in order.
@@ -193,9 +199,17 @@ def render(
     color = None if color is None else _check_color(color, "color")
     if msaa not in MSAA_CHOICES:
         raise ValueError(f"msaa must be one of {MSAA_CHOICES}, got {msaa!r}")
-    if lighting is not None and not isinstance(lighting, Lighting):
-        raise ValueError(f"lighting must be a Lighting or None, got {type(lighting).__name__}")
+    if lighting is None or isinstance(lighting, Lighting):
+        lightings = [lighting or Lighting()] * len(camera_list)
+    elif isinstance(lighting, Sequence) and not isinstance(lighting, (str, bytes)):
+        if len(lighting) != len(camera_list) or not all(item is None or isinstance(item, Lighting)
+                                                        for item in lighting):
+            raise ValueError(f"lighting as a sequence needs one Lighting (or None) per camera: "
+                             f"{len(camera_list)} cameras, got {len(lighting)} entries")
+        lightings = [item or Lighting() for item in lighting]
+    else:
+        raise ValueError(f"lighting must be a Lighting, a sequence of them or None, got {type(lighting).__name__}")
     return run_on_gl_thread(
         _render_views, prepared.mesh, camera_list, int(resolution), background, normal_background, normal_space,
-        color, prepared.smooth, int(msaa), lighting or Lighting(),
+        color, prepared.smooth, int(msaa), lightings,
     )
