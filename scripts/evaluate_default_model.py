@@ -3,7 +3,13 @@
     python scripts/evaluate_default_model.py --model runs/default-flow/pipeline --corpus data/procedural \
         --out runs/default-eval [--per-family 4] [--vae-per-family 4] [--vae-limit 200]
 
-On the held-out test split (never trained on; quality-flagged objects excluded):
+For comparing candidates before one is shipped, the validation split and the model alone (no baselines, no VAE)
+with one shift:
+
+    python scripts/evaluate_default_model.py --model runs/v2-decay/pipeline --corpus data/procedural \
+        --out runs/val-candidate --split val --per-family 2 --skip-vae --skip-baselines --shifted side-light
+
+On the held-out test split by default (never trained on; quality-flagged objects excluded):
 
 1. VAE reconstruction (`evaluation.vae_recon`): Chamfer, F-score@0.02 and normal consistency in the
    [-1, 1] frame, at the model's token count and at twice it → `vae_recon_<M>.csv`.
@@ -56,11 +62,11 @@ from triposg.rendering import make_image_grid
 
 
 def vae_tables(pipe, corpus: Path, num_tokens: int, limit: int | None, per_family: int | None,
-               out: Path) -> tuple[list[dict], pd.DataFrame | None]:
+               out: Path, split: str = "test") -> tuple[list[dict], pd.DataFrame | None]:
     """Summary rows at the model's token count and twice it, and the per-family table at the model's."""
     rows, by_family = [], None
     for tokens in (num_tokens, 2 * num_tokens):
-        table = run_vae_reconstruction(pipe.vae, corpus, "test", num_tokens=tokens, limit=limit,
+        table = run_vae_reconstruction(pipe.vae, corpus, split, num_tokens=tokens, limit=limit,
                                        per_family=per_family)
         table.to_csv(out / f"vae_recon_{tokens}.csv", index=False)
         rows.append({"tokens": tokens, **summarize_reconstruction(table)})
@@ -111,15 +117,15 @@ def whole_shapes_by_family(per_object: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.DataFrame,
-             whole: pd.DataFrame | None = None, generalisation: pd.DataFrame | None = None) -> str:
+             whole: pd.DataFrame | None = None, generalisation: pd.DataFrame | None = None, split: str = "test") -> str:
     def vae_table(first_column: str, rows) -> str:  # rows: (first cell, summary) pairs
         return markdown_rows(
             [first_column, "objects", "Chamfer ↓", "F-score@0.02 ↑", "normal consistency ↑"],
             [[key, int(row["objects"]), f"{row['chamfer']:.4f}", f"{row['f_score']:.3f}",
               f"{row['normal_consistency']:.3f}"] for key, row in rows], right_aligned=4)
 
-    vae_sections = ["### VAE reconstruction (test split, [-1, 1] frame)", "",
-                    vae_table("tokens", [(row["tokens"], row) for row in vae_rows]), ""]
+    vae_sections = [] if not vae_rows else [f"### VAE reconstruction ({split} split, [-1, 1] frame)", "",
+                                            vae_table("tokens", [(row["tokens"], row) for row in vae_rows]), ""]
     if by_family is not None:
         vae_sections += [f"### VAE reconstruction by family ({vae_rows[0]['tokens']} tokens, worst first)", "",
                          vae_table("family", by_family.iterrows()), ""]
@@ -132,7 +138,7 @@ def markdown(vae_rows: list[dict], by_family: pd.DataFrame | None, table: pd.Dat
           *(f"{row[c]:.4g}" for c in fd_columns), f"{row['seconds_per_object']:.2f}"]
          for variant, row in table.iterrows()],
         right_aligned=7 + len(fd_columns))
-    sections = vae_sections + ["### Image-to-3D (test split, 1.8 frame)", "", image_table]
+    sections = vae_sections + [f"### Image-to-3D ({split} split, 1.8 frame)", "", image_table]
     if whole is not None and len(whole):
         sections += ["", "### Whole shapes: area share of the largest connected piece, before floater removal, by "
                      "family (the model, worst first; goal ≥ 0.9 everywhere)", "",
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-per-family", type=int, default=None,
                         help="VAE reconstruction on the first N test objects of each family (before --vae-limit)")
     parser.add_argument("--skip-vae", action="store_true")
+    parser.add_argument("--split", default="test", help="corpus split (the card reports test; compare candidates on val)")
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="the model only: no unconditional or mean-shape rows (comparing candidates)")
     parser.add_argument("--shifted", nargs="*", default=None, metavar="SHIFT",
                         help="also score the model on shifted renders of the same objects (evaluation.shifted; "
                              "no names = all shifts)")
@@ -171,17 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     pipe, defaults = load_pipeline(args.model, "cpu")
     pipe.set_progress_bar_config(disable=True)
     vae_rows, by_family = ([], None) if args.skip_vae else vae_tables(
-        pipe, args.corpus, defaults.num_tokens, args.vae_limit, args.vae_per_family, args.out)
+        pipe, args.corpus, defaults.num_tokens, args.vae_limit, args.vae_per_family, args.out, args.split)
 
-    test_set = corpus_test_set(args.corpus, "test", per_family=args.per_family)
+    test_set = corpus_test_set(args.corpus, args.split, per_family=args.per_family)
     identity = model_identity(args.model)
-    mean_mesh = mean_occupancy_shape(args.corpus, split="train", resolution=64, limit=400)
-    mean_mesh.export(args.out / "mean_shape.ply")
-    variants = {
-        "model": pipeline_variant(pipe, defaults, identity, "model"),
-        "unconditional": unconditional_variant(pipe, defaults, identity),
-        "mean shape": mean_shape_variant(mean_mesh, {"corpus": str(args.corpus), "split": "train"}),
-    }
+    variants = {"model": pipeline_variant(pipe, defaults, identity, "model")}
+    if not args.skip_baselines:
+        mean_mesh = mean_occupancy_shape(args.corpus, split="train", resolution=64, limit=400)
+        mean_mesh.export(args.out / "mean_shape.ply")
+        variants["unconditional"] = unconditional_variant(pipe, defaults, identity)
+        variants["mean shape"] = mean_shape_variant(mean_mesh, {"corpus": str(args.corpus), "split": "train"})
     extractors = [pixel_named_extractor(16), dinov2_named_extractor(pipe, "the evaluated model")]
     rows, run_dirs, whole = {}, {}, None
     for name, variant in variants.items():
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         generalisation = shifted_table(test_set, variants["model"], rows["model"], args.shifted, args.out)
         generalisation.to_csv(args.out / "shifted.csv", index_label="shift")
     samples_figure(test_set, run_dirs, args.out / "samples.png")
-    (args.out / "results.md").write_text(markdown(vae_rows, by_family, table, whole, generalisation))
+    (args.out / "results.md").write_text(markdown(vae_rows, by_family, table, whole, generalisation, args.split))
     print((args.out / "results.md").read_text())
     return 0
 

@@ -82,6 +82,8 @@ def test_the_evaluation_script_tables_each_shift_against_the_corpus_renders(sets
     assert table.loc["far", "largest_piece"] == pytest.approx(1.0)
     markdown = script.markdown([], None, pd_table(), None, table)
     assert "| black |" in markdown and "opaque black background" in markdown
+    assert "Image-to-3D (test split" in markdown and "VAE reconstruction" not in markdown  # no VAE rows asked
+    assert "Image-to-3D (val split" in script.markdown([], None, pd_table(), split="val")
 
 
 def pd_table():
