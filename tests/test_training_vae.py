@@ -468,3 +468,38 @@ def test_bf16_training_on_cpu_runs_the_model_in_bf16_with_the_gradient_losses(co
     assert all(math.isfinite(row["loss"]) and row["normal"] > 0 and row["eikonal"] >= 0 for row in history)
     assert all(p.dtype == torch.float32 for p in vae.parameters())
     assert any(not torch.equal(p, q) for p, q in zip(vae.parameters(), before))
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_matches_a_straight_run(tmp_path):
+    import signal
+
+    straight = run_regression(str(tmp_path / "straight"), batch_size=4)
+    calls = {"n": 0}
+
+    def loss_that_gets_a_sigterm(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:  # mid-step 2: the step finishes, a checkpoint is written, the loop stops
+            os.kill(os.getpid(), signal.SIGTERM)
+        return regression_loss(model, batch)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    torch.manual_seed(0)
+    config = TrainConfig(output_dir=str(tmp_path / "stopped"), max_steps=4, batch_size=4, learning_rate=0.05,
+                         log_every=1, checkpoint_every=100, sample_every=0, progress_bar=False, ema_decay=None)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2))
+    stopped = Trainer(config, model, RegressionDataset(), loss_that_gets_a_sigterm,
+                      collate_fn=torch.utils.data.default_collate)
+    stopped.train()
+    assert stopped.step == 2 and [row["step"] for row in stopped.history] == [1, 2]
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is removed after training
+    assert [path.name for path in list_checkpoints(tmp_path / "stopped" / "checkpoints")] == ["checkpoint-00000002"]
+
+    torch.manual_seed(0)
+    resumed = Trainer(config, nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2)), RegressionDataset(),
+                      regression_loss, collate_fn=torch.utils.data.default_collate)
+    resumed.train(resume="latest")
+    assert [row["step"] for row in resumed.history] == [3, 4]
+    for a, b in zip(straight.history[2:], resumed.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    for p, q in zip(straight.unwrapped_model.parameters(), resumed.unwrapped_model.parameters()):
+        torch.testing.assert_close(p, q)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,6 +50,39 @@ from .schedule import build_scheduler
 
 LossFn = Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]
 SampleFn = Callable[[nn.Module, int, Path], None]
+
+
+class GracefulStop:
+    """While active, the first SIGINT (Ctrl-C) or SIGTERM asks the loop to stop after the step in progress — it saves a
+    checkpoint, so nothing trained is lost — and a second one interrupts at once. Handlers are only installed from the
+    main thread (signals cannot be caught elsewhere) and the previous ones are restored on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second signal: the default behaviour (KeyboardInterrupt for Ctrl-C)
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                   "(send it again to stop at once)")
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
 
 def resolve_mixed_precision(requested: str) -> str:
@@ -214,7 +249,20 @@ class Trainer:
 
         `resume`: "latest" (the newest complete checkpoint in the run, or a fresh start if none), a
         checkpoint folder, or a packed checkpoint folder (`training.engine.packed`, unpacked into the run). Returns the logged rows (step, lr, samples_per_second, every loss term).
+        Ctrl-C or SIGTERM stops after the step in progress with a checkpoint (`GracefulStop`); `--resume latest`
+        continues from it.
         """
+        with GracefulStop() as stop:
+            return self._train(resume, stop_at_step, stop)
+
+    def _stop_requested(self, stop: GracefulStop) -> bool:
+        """Whether any process was asked to stop (every process takes the same decision at the same step)."""
+        if self.accelerator.num_processes == 1:
+            return stop.requested
+        flag = torch.tensor(float(stop.requested), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _train(self, resume: str | None, stop_at_step: int | None, stop: GracefulStop) -> list[dict[str, float]]:
         config, accelerator = self.config, self.accelerator
         if resume and resume != "latest" and is_packed(resume):  # a packed checkpoint (e.g. from git)
             packed_step = read_packed_step(resume)
@@ -280,8 +328,15 @@ class Trainer:
                     window_start, window_steps = time.perf_counter(), 0
                 sums = {}
                 progress.update(1)
-                if self.step % config.checkpoint_every == 0 or self.step == end:
+                stopping = self._stop_requested(stop)
+                if self.step % config.checkpoint_every == 0 or self.step == end or stopping:
                     self.save()
+                if stopping:
+                    if accelerator.is_main_process:
+                        progress.write(f"stopped at step {self.step}, checkpoint saved in {self.checkpoints_dir}; "
+                                       "continue with --resume latest")
+                    end = self.step
+                    break
                 if (config.sample_every and self.step % config.sample_every == 0) or self.step == end:
                     self.run_sample_fn()
                 if self.step >= end:
