@@ -8,7 +8,7 @@ For every image the pipeline samples latents once with the model's defaults (not
 
 - **previous**: what the pipeline did before surface tracking — a dense 65³-style coarse grid refined near the
   surface (`HierarchicalVolumeDecoder`, coarse R/2 capped at 64, band 2, dilation 1, 50k-point chunks), the
-  decoder's full `decode_tokens` + `query` per chunk at the "auto" precision (bf16 autocast on CPUs with AMX);
+  decoder's full `decode_tokens` + `query` per chunk at the "auto" precision (bf16 autocast on CPUs where bf16 is fast);
 - **fast**: the default now — `SurfaceTrackingDecoder` (interpolating the grid points that are safe to interpolate)
   on an `SDFField` (per-shape work once; bf16 weights where "auto" picks them);
 - **exact**: the same tracking with every corner queried (`interpolation_tolerance=None`), the dense surface exactly;

@@ -74,6 +74,31 @@ def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch, fast_cp
         sdf_field.resolve_query_precision("fp8", torch.device("cpu"), torch.float32)
 
 
+@pytest.mark.parametrize("amx, avx512_bf16, speedup, expected", [
+    (True, True, 0.5, True),  # AMX: bf16 is the fast path, nothing measured
+    (False, False, 9.0, False),  # no bf16 instructions at all
+    (False, True, 2.2, True),  # AVX512-BF16 measured faster (an AMD EPYC: 2.2x)
+    (False, True, 0.9, False),  # AVX512-BF16 measured slower (a Xeon without AMX)
+])
+def test_fast_bf16_is_detected_from_the_cpu_and_a_measurement(monkeypatch, amx, avx512_bf16, speedup, expected):
+    monkeypatch.delenv(sdf_field.BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(sdf_field, "_bf16_matmul_speedup", lambda: speedup)
+    sdf_field.cpu_has_fast_bf16.cache_clear()
+    try:
+        assert sdf_field.cpu_has_fast_bf16() is expected
+        monkeypatch.setenv(sdf_field.BF16_ENV, "0" if expected else "1")  # the override wins (after a cache clear)
+        sdf_field.cpu_has_fast_bf16.cache_clear()
+        assert sdf_field.cpu_has_fast_bf16() is (not expected)
+    finally:
+        sdf_field.cpu_has_fast_bf16.cache_clear()
+
+
+def test_the_bf16_measurement_is_a_positive_ratio():
+    assert 0.05 < sdf_field._bf16_matmul_speedup(repeats=2) < 50.0
+
+
 def test_bad_shapes_are_refused_with_the_expected_shape():
     vae = tiny_vae()
     with pytest.raises(ValueError, match="one shape"):

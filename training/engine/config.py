@@ -38,7 +38,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # floor of the cosine decay, as a fraction of the peak
     decay_fraction: float = 0.2  # "wsd": the last share of max_steps that decays; before it the peak holds
     max_grad_norm: float | None = 1.0  # gradient clipping by global norm; None disables
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16" on GPU; on CPU "bf16" where bf16 is fast (AMX), else fp32
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" on GPU; on CPU "bf16" where bf16 is fast, else fp32
     ema_decay: float | None = 0.999  # EMA of weights for sampling/export; None disables
     ema_warmup: bool = True  # decay min(ema_decay, (1+n)/(10+n)) so short runs are not dominated by the init
     num_workers: int = 0  # DataLoader workers; resume is bit-exact only with 0 (workers reseed per epoch)

@@ -2,7 +2,7 @@
 
 The trainer knows nothing about the objective: it is given a model, a dataset and
 `compute_loss(model, batch) -> {"loss": ..., <named terms>...}`, and does the rest — data sharding
-across processes, gradient accumulation, clipping, mixed precision (GPU; bf16 on CPUs with AMX),
+across processes, gradient accumulation, clipping, mixed precision (GPU; bf16 on CPUs where it is the fast path),
 EMA, the LR schedule, logging of every term, periodic checkpoints and sample callbacks, and exact resume.
 
 Data order is a pure function of (seed, epoch): every epoch is a seeded permutation cut into global
@@ -86,17 +86,18 @@ class GracefulStop:
 
 
 def resolve_mixed_precision(requested: str) -> str:
-    """The precision to run: as requested on GPU. On CPU: "bf16" where bf16 is the CPU's fast path (AMX: a VAE
-    step with the gradient losses ran 1.5x faster), otherwise fp32 ("no"; with AVX512-BF16 alone bf16 autocast
-    made a flow training step 1.4x slower; `cpu_has_fast_bf16`)."""
+    """The precision to run: as requested on GPU. On CPU: "bf16" where bf16 is the CPU's fast path
+    (`cpu_has_fast_bf16`: AMX, or AVX512-BF16 measured faster; with AMX a VAE step with the gradient losses ran
+    1.5x faster), otherwise fp32 ("no"; on a Xeon with AVX512-BF16 but slow bf16 matmuls, bf16 autocast made a flow
+    training step 1.4x slower)."""
     if requested not in ("no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {requested!r}")
     if requested == "no" or torch.cuda.is_available():
         return requested
     if requested == "bf16" and cpu_has_fast_bf16():
         return requested
-    warnings.warn(f"mixed_precision={requested!r} needs a GPU or a CPU whose fast path is bf16 (AMX); training in fp32 "
-                  "on this CPU")
+    warnings.warn(f"mixed_precision={requested!r} needs a GPU or a CPU whose fast path is bf16 (AMX, or AVX512-BF16 "
+                  "measured faster); training in fp32 on this CPU")
     return "no"
 
 

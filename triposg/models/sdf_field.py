@@ -7,13 +7,17 @@ only the per-query layers (point embedding, query projection, one cross-attentio
 Precision: "full" computes in the VAE's dtype and equals ``TripoSGVAEModel.query`` to float rounding. "bf16" keeps
 a bfloat16 copy of the per-query linear layers (no per-call weight casts, unlike autocast) while the point
 embedding, the layer norms and the output head stay in float32 — positions in bfloat16 would be off by up to
-1/128 of the box, a whole 128-grid cell. "auto" picks bf16 for a float32 model on a CPU with AMX tiles (see
-:func:`cpu_has_fast_bf16`), full precision otherwise (a CUDA model is normally loaded in fp16 already).
+1/128 of the box, a whole 128-grid cell. "auto" picks bf16 for a float32 model on a CPU where bf16 is the fast path
+(AMX tiles, or AVX512-BF16 measured faster; see :func:`cpu_has_fast_bf16`), full precision otherwise (a CUDA model is
+normally loaded in fp16 already).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import os
+import time
 import weakref
 
 import torch
@@ -27,17 +31,51 @@ QUERY_PRECISIONS = ("auto", "full", "bf16")
 DEFAULT_CHUNK_SIZE = 4096
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether bfloat16 is the fast path on this CPU: it has AMX tiles (Sapphire Rapids and later).
+# bf16 counts as the fast path when a width-192 FFN-sized matmul runs at least this much faster in it than in fp32.
+FAST_BF16_MIN_SPEEDUP = 1.3
+BF16_ENV = "TRIPOSG_CPU_BF16"  # "1" / "0" decide without measuring (e.g. to pin a benchmark)
 
-    AVX512-BF16 alone is not enough. Measured on a 2-core Xeon with AVX512-BF16 and no AMX (torch 2.14, 2 threads):
-    40k field queries of the default VAE 0.20 s in fp32 vs 0.23 s with the bf16 layers; one guided step of the
-    default flow transformer 32 vs 50 ms; a training step of it at batch 32 2.3 vs 3.3 s under bf16 autocast. On
-    AMX CPUs bf16 was the faster path (a VAE training step 1.5x faster)."""
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether bfloat16 is the fast path on this CPU, decided once per process.
+
+    AMX tiles (Intel Sapphire Rapids and later): yes. No AVX512-BF16: no. AVX512-BF16 without AMX differs between
+    CPUs, so it is measured (about 50 ms, once): a (2048 x 192) @ (192 x 768) matmul — the query FFN's shape — in
+    both dtypes, bf16 counting as fast when it is `FAST_BF16_MIN_SPEEDUP` times faster. Measured with torch 2.14 on
+    2 threads: a Xeon with AVX512-BF16 ran the default model's 40k field queries in 0.20 s fp32 vs 0.23 s bf16 and a
+    flow training step at batch 32 in 2.3 vs 3.3 s (bf16 slower); an AMD EPYC with AVX512-BF16 ran that matmul 2.2x
+    faster in bf16. ``TRIPOSG_CPU_BF16=1`` or ``0`` overrides the decision."""
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
-        return bool(torch.cpu._is_amx_tile_supported())
+        if torch.cpu._is_amx_tile_supported():
+            return True
+        if not torch.cpu._is_avx512_bf16_supported():
+            return False
     except (AttributeError, RuntimeError):  # private helpers: treat an older or newer torch as "no"
         return False
+    return _bf16_matmul_speedup() >= FAST_BF16_MIN_SPEEDUP
+
+
+def _bf16_matmul_speedup(repeats: int = 5) -> float:
+    """fp32 time / bf16 time of the query FFN's matmul on this CPU, best of ``repeats`` each."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 192, generator=generator)
+    weight = torch.randn(768, 192, generator=generator)
+
+    def best(a: torch.Tensor, w: torch.Tensor) -> float:
+        torch.nn.functional.linear(a, w)  # warm-up (kernel selection)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.nn.functional.linear(a, w)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.no_grad():
+        return best(x, weight) / max(best(x.bfloat16(), weight.bfloat16()), 1e-9)
 
 
 def resolve_query_precision(precision: str, device: torch.device, dtype: torch.dtype) -> str:

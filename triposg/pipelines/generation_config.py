@@ -62,7 +62,7 @@ class GenerationDefaults:
     octree_resolution: int = 256
     seed: int = 42
     # Precision of the field queries during extraction: "full" (the weights' own, the release's semantics) unless
-    # the model was checked with bf16 queries ("auto": bf16 on CPUs with AMX).
+    # the model was checked with bf16 queries ("auto": bf16 on CPUs where it is fast).
     query_precision: str = "full"
 
     @classmethod

@@ -220,7 +220,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
     ) -> list[trimesh.Trimesh | None]:
         """Decode (B, M, C) latents to meshes; a shape whose field never crosses zero gives None.
 
-        `query_precision`: "auto" (bf16 on CPUs with AMX), "full" or "bf16". `volume_kwargs` go to the
+        `query_precision`: "auto" (bf16 on CPUs where it is fast), "full" or "bf16". `volume_kwargs` go to the
         volume decoder (e.g. `probe_resolution` for tracking, `coarse_resolution` for hierarchical extraction).
         """
         meshes = []
@@ -304,7 +304,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                 volume decoder of your own (`decoder(sdf_fn, bounds, resolution, device=, dtype=, progress=)` →
                 `VolumeResult`, like `triposg.geometry.SurfaceTrackingDecoder(...)`).
             query_precision: the field queries' precision: "full" (the weights' own), "auto" (bf16 weights on a
-                CPU with AMX, where they are faster) or "bf16"; default from `generation_defaults` ("full" for the
+                CPU where bf16 is measured faster) or "bf16"; default from `generation_defaults` ("full" for the
                 release, "auto" for models checked with it, such as the embedded default).
             preprocess: True: remove the background, crop and pad (raw photos); False: use the images as they
                 are; None (default): as they are when already framed (square, opaque, white outer ring, what the

@@ -34,7 +34,7 @@ def field_function(
     """One shape's decoded field as `(Q, 3) xyz -> (Q,)` values, positive inside.
 
     A `TripoSGVAEModel` gets `SDFField` (decoder stack and cross-attention keys/values once per shape, bf16
-    weights on CPUs with AMX); a stand-in with the same `decode_tokens` / `query` interface (analytic
+    weights on CPUs where bf16 is fast); a stand-in with the same `decode_tokens` / `query` interface (analytic
     test fields, the token oracle) is queried through them, under `query_autocast`.
     """
     if latent.ndim == 2:
