@@ -267,6 +267,31 @@ def test_loss_fn_with_routing_and_anchor_terms(corpus):
     assert vae.decoder.blocks[-1].attn2.to_q.weight.grad.abs().sum() > 0
 
 
+def test_latent_noise_perturbs_only_the_objects_given_noise(corpus):
+    """`latent_noise` per object: a zero leaves that object's decode exactly as without noise, a positive std moves
+    the other's; the loss function draws it per object and the config rejects a negative one."""
+    dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
+    batch = MultiResolutionCollate((16,), seed=0)([dataset[0], dataset[1]])
+    torch.manual_seed(0)
+    vae = TripoSGVAEModel(**TINY_VAE)
+    with torch.no_grad():
+        vae.decoder.proj_out.weight.normal_()  # a fresh decoder outputs a constant field; make it read the latents
+        clean, _ = vae(batch["surface"], batch["points"], num_tokens=16, sample_posterior=False,
+                       generator=torch.Generator().manual_seed(0))  # the same token subset in both calls
+        noisy, _ = vae(batch["surface"], batch["points"], num_tokens=16, sample_posterior=False,
+                       generator=torch.Generator().manual_seed(0), latent_noise=torch.tensor([0.0, 0.5]))
+    torch.testing.assert_close(noisy[0], clean[0], rtol=0, atol=0)
+    assert (noisy[1] - clean[1]).abs().max() > 1e-3
+    config = VAELossConfig(use_normal_loss=False, use_eikonal_loss=False, use_kl_loss=False)
+    torch.manual_seed(1)
+    without = make_loss_fn(config)(vae, batch)["loss"]
+    torch.manual_seed(1)
+    with_noise = make_loss_fn(config, latent_noise=0.5)(vae, batch)["loss"]
+    assert with_noise != without
+    with pytest.raises(ValueError, match="latent_noise"):
+        build_vae(replace(VAETrainingConfig().model, latent_noise=-0.1))
+
+
 def test_gradient_losses_switch_on_at_their_step(corpus):
     dataset = FieldDataset(corpus, "train", num_surface=128, num_near=64, num_volume=64, num_on_surface=64)
     batch = MultiResolutionCollate((16,), seed=0)([dataset[0], dataset[1]])

@@ -43,6 +43,9 @@ class VAEModelConfig:
     # Train only post_quant and the decoder: the posterior stays exactly as it was, so a flow model trained
     # on this VAE's latents stays valid with the fine-tuned decoder (use with `pretrained`).
     freeze_encoder: bool = False
+    # Decoder fine-tune for a flow model's near-miss latents: each object's latents get Gaussian noise of std drawn
+    # uniformly from [0, latent_noise] (standardised latents have unit std per channel); 0 = off.
+    latent_noise: float = 0.0
 
 
 @dataclass
@@ -86,6 +89,8 @@ def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
     if config.freeze_encoder and config.pretrained is None:
         raise ValueError("model.freeze_encoder=true keeps the encoder as it is, so it needs trained weights: set "
                          "model.pretrained to a VAE folder (or a pipeline folder with model.subfolder=vae)")
+    if config.latent_noise < 0:
+        raise ValueError(f"model.latent_noise must be >= 0 (the largest noise std), got {config.latent_noise}")
     if config.pretrained is not None:
         path = Path(config.pretrained)
         if not path.exists():
@@ -102,11 +107,12 @@ def build_vae(config: VAEModelConfig) -> TripoSGVAEModel:
 
 
 def make_loss_fn(
-    loss_config: VAELossConfig, current_step: Callable[[], int] = lambda: 0
+    loss_config: VAELossConfig, current_step: Callable[[], int] = lambda: 0, latent_noise: float = 0.0
 ) -> Callable[[torch.nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
     """`compute_loss(model, batch)` for the trainer: one forward over supervision + on-surface queries.
 
     `current_step()` gives the training step, for the terms switched on later (`loss.gradient_losses_from_step`).
+    `latent_noise`: `VAEModelConfig.latent_noise` (each object's noise std drawn from [0, latent_noise]).
     """
 
     def compute_loss(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -114,9 +120,11 @@ def make_loss_fn(
         on_surface = batch["on_surface"]  # (B, O, 6) xyz + outward normal
         query_xyz = torch.cat([batch["points"], on_surface[..., :3]], dim=1)  # (B, Q + O, 3)
         query_xyz.requires_grad_(config.needs_input_gradients)
+        noise = latent_noise * torch.rand(len(query_xyz), device=query_xyz.device) if latent_noise > 0 else 0.0
         with input_gradient_context(config):
             decoded, posterior, *attention = model(batch["surface"], query_xyz, num_tokens=batch["num_tokens"],
-                                                   return_query_attention=config.use_routing_loss or config.use_anchor_loss)
+                                                   return_query_attention=config.use_routing_loss or config.use_anchor_loss,
+                                                   latent_noise=noise)
         raw_field = -decoded[..., 0]  # decode is positive inside; the data's SDF is negative inside
         return vae_loss(query_xyz, raw_field, batch["sdf"], on_surface[..., 3:], posterior, config,
                         query_attention=attention[0] if attention else None)
@@ -171,7 +179,7 @@ def train_vae(config: VAETrainingConfig, resume: str | None = None) -> Trainer:
     sample_tokens = config.sample.num_tokens or max(data.token_counts)
     # The loss reads the step from the trainer it is handed to (the closure resolves `trainer` at call time).
     trainer = Trainer(
-        config.train, vae, dataset, make_loss_fn(config.loss, lambda: trainer.step), collate_fn=collate,
+        config.train, vae, dataset, make_loss_fn(config.loss, lambda: trainer.step, config.model.latent_noise), collate_fn=collate,
         sample_fn=make_sample_fn(validation_surface(data), sample_tokens, config.sample),
         stateful={"token_count_rng": PythonRandomState(collate.rng)},
     )

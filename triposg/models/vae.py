@@ -310,14 +310,22 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         sample_posterior: bool = True,
         generator: torch.Generator | None = None,
         return_query_attention: bool = False,
+        latent_noise: float | torch.Tensor = 0.0,
     ) -> tuple[torch.Tensor, DiagonalGaussian] | tuple[torch.Tensor, DiagonalGaussian, QueryAttention]:
         """Autoencode: (B, N, 6) surface points, (B, Q, 3) queries → ((B, Q, 1) field, posterior).
 
         With `return_query_attention`, a third item holds the query cross-attention scores and the input points
-        (xyz + normal) the tokens were built from (training-time routing and anchor losses)."""
+        (xyz + normal) the tokens were built from (training-time routing and anchor losses). `latent_noise`: std of
+        Gaussian noise added to the latents before decoding, one value or (B,) per object (a decoder fine-tune that
+        makes latents which miss a little, like a flow model's samples, still decode to the shape)."""
         encoded = self.encode(points, num_tokens, generator)
         posterior = encoded.latent_dist
         latents = posterior.sample(generator) if sample_posterior else posterior.mode()
+        if not isinstance(latent_noise, torch.Tensor) or latent_noise.ndim == 0:
+            latent_noise = torch.as_tensor(latent_noise, dtype=latents.dtype, device=latents.device).expand(len(latents))
+        if bool(latent_noise.any()):
+            noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+            latents = latents + latent_noise.to(latents)[:, None, None] * noise
         tokens = self.decode_tokens(latents)
         field = self.query(tokens, sampled_points)
         if not return_query_attention:
