@@ -45,7 +45,8 @@ def cpu_has_fast_bf16() -> bool:
     both dtypes, bf16 counting as fast when it is `FAST_BF16_MIN_SPEEDUP` times faster. Measured with torch 2.14 on
     2 threads: a Xeon with AVX512-BF16 ran the default model's 40k field queries in 0.20 s fp32 vs 0.23 s bf16 and a
     flow training step at batch 32 in 2.3 vs 3.3 s (bf16 slower); an AMD EPYC with AVX512-BF16 ran that matmul 2.2x
-    faster in bf16. ``TRIPOSG_CPU_BF16=1`` or ``0`` overrides the decision."""
+    faster in bf16; an AMD EPYC with AVX2 only (no AVX-512) ran it 5-10x *slower* in bf16 (never chosen there).
+    ``TRIPOSG_CPU_BF16=1`` or ``0`` overrides the decision."""
     forced = os.environ.get(BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
