@@ -179,7 +179,8 @@ def train_vae(config: VAETrainingConfig, resume: str | None = None) -> Trainer:
     sample_tokens = config.sample.num_tokens or max(data.token_counts)
     # The loss reads the step from the trainer it is handed to (the closure resolves `trainer` at call time).
     trainer = Trainer(
-        config.train, vae, dataset, make_loss_fn(config.loss, lambda: trainer.step, config.model.latent_noise), collate_fn=collate,
+        config.train, vae, dataset, make_loss_fn(config.loss, lambda: trainer.step, config.model.latent_noise),
+        collate_fn=collate,
         sample_fn=make_sample_fn(validation_surface(data), sample_tokens, config.sample),
         stateful={"token_count_rng": PythonRandomState(collate.rng)},
     )

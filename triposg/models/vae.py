@@ -324,8 +324,9 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         if not isinstance(latent_noise, torch.Tensor) or latent_noise.ndim == 0:
             latent_noise = torch.as_tensor(latent_noise, dtype=latents.dtype, device=latents.device).expand(len(latents))
         if bool(latent_noise.any()):
-            noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-            latents = latents + latent_noise.to(latents)[:, None, None] * noise
+            device = generator.device if generator is not None else latents.device  # a CPU generator for a GPU model
+            noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+            latents = latents + latent_noise.to(latents)[:, None, None] * noise.to(latents.device)
         tokens = self.decode_tokens(latents)
         field = self.query(tokens, sampled_points)
         if not return_query_attention:
