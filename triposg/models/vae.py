@@ -321,12 +321,11 @@ class TripoSGVAEModel(ModelMixin, ConfigMixin):
         encoded = self.encode(points, num_tokens, generator)
         posterior = encoded.latent_dist
         latents = posterior.sample(generator) if sample_posterior else posterior.mode()
-        if not isinstance(latent_noise, torch.Tensor) or latent_noise.ndim == 0:
-            latent_noise = torch.as_tensor(latent_noise, dtype=latents.dtype, device=latents.device).expand(len(latents))
-        if bool(latent_noise.any()):
+        if isinstance(latent_noise, torch.Tensor) or latent_noise > 0:  # nothing to do (and no sync) when off
+            std = torch.as_tensor(latent_noise, dtype=latents.dtype, device=latents.device).reshape(-1, 1, 1)
             device = generator.device if generator is not None else latents.device  # a CPU generator for a GPU model
             noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-            latents = latents + latent_noise.to(latents)[:, None, None] * noise.to(latents.device)
+            latents = latents + std * noise.to(latents.device)
         tokens = self.decode_tokens(latents)
         field = self.query(tokens, sampled_points)
         if not return_query_attention:
