@@ -140,7 +140,7 @@ def test_seeding_every_active_cell_is_the_provable_setting():
 
 @pytest.mark.parametrize("name", ["three spheres", "sub-voxel blobs"])
 def test_the_corner_stage_saves_probes_of_a_truncated_field(name):
-    """Corners and centres of a 16-cell grid (9k queries) rule out most of the box before the 32-cell centre probe
+    """Corners and centres of a 16-cell grid (7-9k queries) rule out most of the box before the 32-cell centre probe
     (33k): the same surface from fewer queries, for a field truncated at 0.1 as the released VAE's."""
     truncated = lambda xyz: SHAPES[name](xyz).clamp(-0.1, 0.1)  # noqa: E731
     dense = decode_volume(truncated, DEFAULT_BOUNDS, 128, method="dense")
