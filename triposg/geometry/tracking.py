@@ -5,18 +5,17 @@ in four stages:
 
 1. **Probe cascade.** First, on a grid of half the probe resolution, the field is asked at every cell's eight
    corners, then at the centre of each cell whose corners all lie on one side of the band (the others are kept
-   whatever their centre). A cell whose nine values have one
-   sign and ``|v| >= corner_band * h`` (``h`` the cell edge) holds no surface when the field is a 1-Lipschitz SDF
-   and ``corner_band >= sqrt(5) / 4 ~ 0.56``: every point of a cell is that close to one of the nine. Then, on
-   the probe grid (``probe_resolution``) and below, only the children of cells not yet ruled out are probed, at
-   their *centres*: a cell whose centre value has ``|v| >= band * h`` holds no surface when ``band >=
-   sqrt(3) / 2`` (every point is within half a diagonal of the centre). Cells that fail are split in eight and
-   their children's centres are probed, down to half the target resolution. Truncated SDFs (|v| capped at ``t``)
-   can only be ruled out where ``band * h < t``, which is why the probe grid's half-diagonal is kept below the
-   truncation (32 cells for the released VAE's 0.1 on the default bounds: the corner stage's 16 cells reach
-   0.56 h = 0.07; coarser grids would keep every cell, which is why the corner stage is skipped below 16 cells,
-   e.g. for 32³ previews). The corner stage costs 7-9k queries (9k when every centre was asked) where the whole
-   32-cell probe cost 33k; the cells it keeps are the same kind of guarantee.
+   whatever their centre). A cell whose nine values have one sign and ``|v| >= corner_band * h`` (``h`` the cell
+   edge) holds no surface when the field is a 1-Lipschitz SDF and ``corner_band >= sqrt(5) / 4 ~ 0.56``: every point
+   of a cell is that close to one of the nine. Then, on the probe grid (``probe_resolution``) and below, only the
+   children of cells not yet ruled out are probed, at their *centres*: a cell whose centre value has ``|v| >= band *
+   h`` holds no surface when ``band >= sqrt(3) / 2`` (every point is within half a diagonal of the centre). Cells
+   that fail are split in eight and their children's centres are probed, down to half the target resolution.
+   Truncated SDFs (|v| capped at ``t``) can only be ruled out where ``band * h < t``, which is why the probe grid's
+   half-diagonal is kept below the truncation (32 cells for the released VAE's 0.1 on the default bounds: the corner
+   stage's 16 cells reach 0.56 h = 0.07; coarser grids would keep every cell, which is why the corner stage is
+   skipped below 16 cells, e.g. for 32³ previews). The corner stage costs 7-9k queries (9k when every centre was
+   asked) where the whole 32-cell probe cost 33k; the cells it keeps are the same kind of guarantee.
 2. **Region.** At the last probe level (cells two grid cells wide) the cells whose centre is within
    ``seed_band`` cell edges of zero have every grid point given a value: the seeds of tracking.
 3. **Tracking.** Starting from the region's cells, any cell whose corners change sign and has a corner without a
