@@ -21,6 +21,7 @@ from triposg.geometry import (
     export_mesh,
     extract_mesh,
     extract_surface,
+    VolumeResult,
     read_glb_metadata,
     remove_floaters,
     simplify,
@@ -100,6 +101,21 @@ def test_hierarchical_values_equal_dense_near_surface(decoded):
 def test_meshes_are_watertight(decoded):
     assert decoded["dense_mesh"].is_watertight
     assert decoded["hierarchical_mesh"].is_watertight
+
+
+@pytest.mark.parametrize("radius", [10.0, 10.3])  # 10: grid points exactly on the surface; 10.3: none
+def test_extracted_mesh_has_one_vertex_per_position(radius):
+    """Marching cubes puts several vertices where a grid value is exactly zero, and `extract_mesh` merges them then;
+    otherwise it skips the merge, which would find nothing: the faces already share their vertices (watertight)."""
+    axis = np.arange(-16, 17, dtype=np.float32)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    values = radius - np.sqrt(x * x + y * y + z * z)  # positive inside
+    assert np.any(values == 0) == (radius == 10.0)
+    mesh = extract_mesh(VolumeResult(values=values.astype(np.float32), bounds=(-16, -16, -16, 16, 16, 16),
+                                     resolution=32, num_queries=values.size))
+    assert len(np.unique(mesh.vertices, axis=0)) == len(mesh.vertices)
+    if radius != 10.0:
+        assert mesh.is_watertight
 
 
 def test_mesh_volume_matches_analytic(decoded):

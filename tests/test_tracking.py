@@ -17,6 +17,7 @@ from triposg.geometry import (
     extract_mesh,
     extract_surface,
 )
+from triposg.geometry.tracking import _distinct
 from triposg.geometry.volume import _cell_min_max
 
 
@@ -213,3 +214,12 @@ def test_non_cubic_bounds_and_float64_points():
     dense = decode_volume(lambda xyz: field(xyz.float()), bounds, 64, method="dense", dtype=torch.float64)
     assert_same_surface(tracked, dense)
     assert tracked.bounds == bounds and tracked.num_queries < dense.num_queries / 2
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5_000])
+def test_distinct_indices_equal_numpy_unique(size):
+    """The sort-based dedupe the tracker uses instead of `np.unique` (slow on integers in numpy 2.4) gives its result."""
+    index = np.random.default_rng(size).integers(0, 300, size)
+    distinct = _distinct(index)
+    np.testing.assert_array_equal(distinct, np.unique(index))
+    assert distinct.dtype == index.dtype

@@ -91,6 +91,19 @@ def _cell_any_all(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return any_, all_
 
 
+def _distinct(index: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an integer array: ``np.unique``'s result, by a sort. numpy 2.4's ``np.unique``
+    hashes integers, which measured 15-40x slower on this module's flat grid indices (1M indices: 1.3 s against
+    37 ms on 2 cores)."""
+    if index.size < 2:
+        return np.array(index, copy=True)
+    index = np.sort(index)
+    keep = np.empty(index.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(index[1:], index[:-1], out=keep[1:])
+    return index[keep]
+
+
 def _repeat2(cells: np.ndarray) -> np.ndarray:
     """Split every cell of a (r, r, r) array into its 8 children: (2r, 2r, 2r), children copy the parent."""
     for axis in range(3):
@@ -125,7 +138,7 @@ class _Grid:
         says they are ``distinct``); returns them."""
         index = index[~self.known[index]]
         if not distinct:
-            index = np.unique(index)
+            index = _distinct(index)
         _evaluate_grid_points(
             self.sdf_fn, lambda start, stop: index[start:stop], index.size, self.values.reshape((self.size,) * 3),
             self.bounds, self.resolution, self.chunk_size, self.device, self.dtype, self.progress, stage_resolution,
@@ -274,7 +287,7 @@ class SurfaceTrackingDecoder:
         visited = np.zeros(grid.size**3, dtype=bool)  # indexed by cell id (flat index of the lowest corner)
         while True:
             while frontier.size:
-                frontier = np.unique(frontier)
+                frontier = _distinct(frontier)
                 frontier = frontier[~visited[frontier]]
                 if not frontier.size:
                     break
@@ -283,7 +296,7 @@ class SurfaceTrackingDecoder:
                 crossing = inside.any(axis=1) & ~inside.all(axis=1)
                 needed = corners[crossing][~grid.known[corners[crossing]]]
                 if needed.size:
-                    self._resolve(grid, np.unique(needed))
+                    self._resolve(grid, _distinct(needed))
                     inside = grid.values[corners] > 0  # real values now: re-test those cells
                     crossing = inside.any(axis=1) & ~inside.all(axis=1)
                 visited[frontier] = True
