@@ -22,8 +22,9 @@ def test_embedded_default_model_loads_offline_and_makes_a_mesh():
 
 
 def test_generation_defaults_round_trip(tmp_path):
-    GenerationDefaults(num_inference_steps=7, num_tokens=64).save(tmp_path)
-    assert GenerationDefaults.from_folder(tmp_path) == GenerationDefaults(num_inference_steps=7, num_tokens=64)
+    GenerationDefaults(num_inference_steps=7, num_tokens=64, guidance_interval=(0.0, 0.5)).save(tmp_path)
+    assert GenerationDefaults.from_folder(tmp_path) == GenerationDefaults(num_inference_steps=7, num_tokens=64,
+                                                                          guidance_interval=(0.0, 0.5))
     # A folder without the file is the release's layout: the release's settings, 512 cells per side included.
     assert GenerationDefaults.from_folder(tmp_path / "elsewhere") == GenerationDefaults.release()
     assert GenerationDefaults.release().octree_resolution == 512 and GenerationDefaults().octree_resolution == 256
@@ -84,7 +85,10 @@ def test_generation_settings_have_one_set_of_limits(tmp_path):
     for bad, message in [(dict(num_inference_steps=0), "num_inference_steps must be between 1 and 200"),
                          (dict(num_tokens=5000), "num_tokens"), (dict(guidance_scale=-1.0), "guidance_scale"),
                          (dict(octree_resolution=97), "even resolution"), (dict(query_precision="fp8"), "query_precision"),
-                         (dict(num_inference_steps=2.5), "whole number")]:
+                         (dict(num_inference_steps=2.5), "whole number"),
+                         (dict(guidance_interval=(0.5, 1.5)), "0 <= start <= stop <= 1"),
+                         (dict(guidance_interval=(0.6, 0.4)), "0 <= start <= stop <= 1"),
+                         (dict(guidance_interval=0.5), "two numbers")]:
         with pytest.raises(ValueError, match=message):
             GenerationDefaults(**bad).validate()
     (tmp_path / "generation_config.json").write_text('{"num_inference_steps": 0}')

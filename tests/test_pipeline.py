@@ -120,6 +120,41 @@ def test_classifier_free_guidance_batch_order_and_formula():
     assert calls and all(call[0].shape[0] == 1 for call in calls)  # no CFG batch when guidance ≤ 1
 
 
+def test_guidance_interval_guides_only_its_share_of_the_steps():
+    pipe = make_random_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    calls = record_transformer_calls(pipe)
+    noise = torch.randn(1, 16, 8)
+    out = pipe(disc_image(), num_inference_steps=4, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
+               latents=noise.clone(), guidance_interval=(0.0, 0.5))
+    # Steps 0 and 1 of 4 run [uncond, cond]; steps 2 and 3 the conditional row alone, with its own tokens.
+    assert [x.shape[0] for x, _, _ in calls] == [2, 2, 1, 1]
+    assert torch.count_nonzero(calls[2][2]) > 0 and torch.equal(calls[2][2][0], calls[0][2][1])
+    # Guided steps move by the guided velocity 9, unguided ones by the conditional velocity 3.
+    drops = -torch.diff(pipe.scheduler.sigmas)
+    torch.testing.assert_close(out.latents, noise + float(9.0 * drops[:2].sum() + 3.0 * drops[2:].sum()))
+
+    calls.clear()
+    pipe(disc_image(), num_inference_steps=5, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
+         guidance_interval=(0.2, 0.6))  # [int(0.2·5), int(0.6·5)) = steps 1 and 2
+    assert [x.shape[0] for x, _, _ in calls] == [1, 2, 2, 1, 1]
+    with pytest.raises(ValueError, match="guidance_interval"):
+        pipe(disc_image(), guidance_interval=(0.5, 0.2), **FAST)
+
+
+def test_guidance_interval_with_the_real_transformer_matches_plain_conditional_steps():
+    """An unguided step with the cached conditional keys/values gives what a guidance-free call gives."""
+    pipe = make_random_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    torch.nn.init.normal_(pipe.transformer.proj_out.weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    settings = dict(num_inference_steps=3, num_tokens=16, octree_resolution=32, output_type="latent", seed=5)
+    unguided = pipe(disc_image(), guidance_scale=3.0, guidance_interval=(0.0, 0.0), **settings).latents
+    plain = pipe(disc_image(), guidance_scale=1.0, **settings).latents
+    guided = pipe(disc_image(), guidance_scale=3.0, **settings).latents
+    torch.testing.assert_close(unguided, plain)
+    assert not torch.allclose(guided, plain)
+
+
 def test_callback_on_step_end_sees_and_replaces_latents(pipe):
     seen = []
 

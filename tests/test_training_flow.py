@@ -243,3 +243,26 @@ def test_lora_fine_tuning_trains_adapters_only_and_loads_into_the_base_pipeline(
 def test_lora_needs_a_pretrained_transformer(training_corpus, vae_folder, tmp_path):
     with pytest.raises(ValueError, match="model.pretrained"):
         main(tiny_args(training_corpus, vae_folder, tmp_path / "run", "model.lora_rank=4"))
+
+
+def test_guidance_distillation_exports_a_model_sampled_without_guidance(dense_run, training_corpus, vae_folder,
+                                                                       tmp_path):
+    base = dense_run / "pipeline"
+    distil = [f"model.pretrained={base}", "model.subfolder=transformer", f"model.condition.from_pipeline={base}",
+              "flow.condition_dropout=0", "flow.distill_guidance_scale=3", "sample.guidance_scale=1",
+              "export.guidance_scale=1", "train.max_steps=2", "train.sample_every=0"]
+    run = tmp_path / "distil"
+    main(tiny_args(training_corpus, vae_folder, run, *distil))
+    assert all(float(row["flow"]) > 0 for row in read_log(run))
+    pipe = TripoSGPipeline.from_pretrained(run / "pipeline")
+    assert pipe.generation_defaults.guidance_scale == 1.0  # one conditional pass per step
+    student = pipe.transformer.state_dict()
+    teacher = TripoSGDiTModel.from_pretrained(base, subfolder="transformer").state_dict()
+    assert any(not torch.equal(student[key], teacher[key]) for key in teacher)  # trained away from its start
+    for setting, message in [("flow.condition_dropout=0.1", "flow.condition_dropout=0"),
+                             ("export.guidance_scale=3", "export.guidance_scale=1")]:
+        with pytest.raises(ValueError, match=message):
+            main(tiny_args(training_corpus, vae_folder, tmp_path / "bad", *distil, setting))
+    with pytest.raises(ValueError, match="model.pretrained"):
+        main(tiny_args(training_corpus, vae_folder, tmp_path / "bad", "flow.condition_dropout=0",
+                       "flow.distill_guidance_scale=3", "sample.guidance_scale=1", "export.guidance_scale=1"))

@@ -1,5 +1,7 @@
 """Flow-training building blocks: objectives (RF / DDPM / EDM), conditioning, latents and their cache."""
 
+import copy
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -236,6 +238,29 @@ def test_moe_flow_loss_has_the_aux_term_minimal_for_uniform_routing():
     moe.zero_grad()
     terms["moe_aux"].backward()
     assert moe.blocks[2].ff.gate.weight.grad.abs().sum() > 0
+
+
+def test_guidance_distillation_regresses_the_teachers_guided_prediction():
+    teacher = tiny_dit()
+    torch.nn.init.normal_(teacher.proj_out.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    student = copy.deepcopy(teacher)
+    objective = make_objective("rectified_flow")
+    x0, cond = torch.randn(3, 8, 4), torch.randn(3, 2, 8)
+    draw = lambda: torch.Generator().manual_seed(7)  # noqa: E731 - the same timesteps and noise for every call
+    # Scale 1: the target is the teacher's conditional prediction, which the identical student matches exactly.
+    at_one = flow_loss(student, x0, cond, None, objective, draw(), teacher=teacher, guidance_scale=1.0)
+    assert float(at_one["flow"].detach()) < 1e-12
+    # Scale 3: the target is u + 3(c - u), formed from the teacher's outputs with and without the image.
+    batch = objective.sample(x0, generator=draw())
+    with torch.no_grad():
+        conditional = teacher(batch.model_input, batch.timestep, encoder_hidden_states=cond).sample
+        unconditional = teacher(batch.model_input, batch.timestep, encoder_hidden_states=torch.zeros_like(cond)).sample
+    guided = unconditional + 3.0 * (conditional - unconditional)
+    at_three = flow_loss(student, x0, cond, None, objective, draw(), teacher=teacher, guidance_scale=3.0)
+    torch.testing.assert_close(at_three["flow"], objective.loss(conditional, guided, batch.weight))
+    assert float(at_three["flow"].detach()) > 1e-6
+    at_three["loss"].backward()  # the student learns, the teacher is frozen out of the graph
+    assert student.proj_out.weight.grad.abs().sum() > 0 and teacher.proj_out.weight.grad is None
 
 
 # ---- conditioning ----

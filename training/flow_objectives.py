@@ -199,6 +199,8 @@ def flow_loss(
     generator: torch.Generator | None = None,
     aux_loss_weight: float = DEFAULT_AUX_LOSS_WEIGHT,
     num_tokens: int | None = None,
+    teacher: nn.Module | None = None,
+    guidance_scale: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """One flow-matching training loss.
 
@@ -210,6 +212,10 @@ def flow_loss(
         generator: seeds timesteps and noise.
         aux_loss_weight: weight of the MoE load-balancing loss (§3.2).
         num_tokens: token count for the resolution shift (default M).
+        teacher, guidance_scale: guidance distillation. The target is not the objective's but the frozen
+            `teacher`'s classifier-free-guided prediction at the same input, `u + w·(c − u)` with u its output
+            for the zero context and c for `cond`: the trained model learns to give in one conditional pass
+            what guidance gives in two (Meng et al. 2023, for a fixed w), so sampling needs no unconditional half.
     Returns:
         ``"flow"`` (the objective's weighted MSE), ``"moe_aux"`` (the weighted balance loss, MoE models only),
         ``"loss"`` (their sum, to backpropagate) — all scalars — and, for MoE models, ``"expert_load"``
@@ -217,6 +223,8 @@ def flow_loss(
         :func:`expert_load_summary` turns it into scalars for logging).
     """
     batch = objective.sample(latents, generator=generator, num_tokens=num_tokens)
+    if teacher is not None:
+        batch = batch._replace(target=guided_teacher_prediction(teacher, batch, cond, cond_2, guidance_scale))
     output = transformer(
         batch.model_input,
         batch.timestep.to(batch.model_input.dtype),
@@ -230,6 +238,24 @@ def flow_loss(
     if output.expert_load is not None:
         terms["expert_load"] = output.expert_load.detach()
     return terms
+
+
+@torch.no_grad()
+def guided_teacher_prediction(
+    teacher: nn.Module, batch: FlowTrainingBatch, cond: torch.Tensor, cond_2: torch.Tensor | None,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """The teacher's guided output at `batch`'s input, as the pipeline's sampling loop forms it: one call on
+    [unconditional, conditional] rows (zero contexts first), then `u + w·(c − u)`."""
+    both = lambda x: torch.cat([torch.zeros_like(x), x]) if x is not None else None  # noqa: E731
+    output = teacher(
+        torch.cat([batch.model_input] * 2),
+        torch.cat([batch.timestep] * 2).to(batch.model_input.dtype),
+        encoder_hidden_states=both(cond),
+        encoder_hidden_states_2=both(cond_2),
+    ).sample
+    uncond, conditional = output.float().chunk(2)
+    return uncond + guidance_scale * (conditional - uncond)
 
 
 def expert_load_summary(expert_load: torch.Tensor) -> dict[str, float]:

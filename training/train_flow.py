@@ -101,6 +101,15 @@ class FlowConfig:
     logit_std: float = 1.0  # rectified flow: logit-normal scale s of σ (eq. 10)
     sample_posterior: bool = True  # train on VAE posterior samples (not means): robust to decoder input noise
     match_tokens: bool = False  # pair noise and clean tokens by a per-shape assignment (flow_objectives.match_tokens_to_noise)
+    # Guidance distillation: regress the guided prediction, at this scale, of a frozen copy of the starting
+    # transformer (`model.pretrained`) instead of the objective's target; the result samples with guidance off
+    # (one conditional pass per step, about half the cost). None: ordinary training.
+    distill_guidance_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.distill_guidance_scale is not None and self.condition_dropout != 0:
+            raise ValueError("flow.distill_guidance_scale trains the conditional prediction only: set "
+                             "flow.condition_dropout=0")
 
 
 @dataclass
@@ -191,13 +200,17 @@ class FlowModel(nn.Module):
         objective: FlowObjective,
         condition_dropout: float,
         aux_loss_weight: float,
+        teacher: nn.Module | None = None,
+        guidance_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """`latents`: (B, M, C) clean x0; `cond` (B, S, D) / `cond_2` (B, 1, D2) precomputed contexts, or
-        `images` (B PIL images) to encode with the trainable encoder. Returns `flow_loss`'s terms."""
+        `images` (B PIL images) to encode with the trainable encoder. `teacher`, `guidance_scale`: guidance
+        distillation (`flow_loss`). Returns `flow_loss`'s terms."""
         if self.condition_encoder is not None:
             cond, cond_2 = self.condition_encoder.encode(images)
         cond, cond_2, _ = drop_conditions(cond, cond_2, condition_dropout)
-        return flow_loss(self.transformer, latents, cond, cond_2, objective, aux_loss_weight=aux_loss_weight)
+        return flow_loss(self.transformer, latents, cond, cond_2, objective, aux_loss_weight=aux_loss_weight,
+                         teacher=teacher, guidance_scale=guidance_scale)
 
 
 class TokenCountCollate:
@@ -343,10 +356,10 @@ def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
 
 def make_loss_fn(
     vae: TripoSGVAEModel, encoder: ConditionEncoder, objective: FlowObjective, config: FlowConfig,
-    latent_cache: str | None = None,
+    latent_cache: str | None = None, teacher: TripoSGDiTModel | None = None,
 ) -> Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
     """`compute_loss(model, batch)`: latents (cached or encoded, no grad), contexts (frozen encoder: no grad),
-    flow loss."""
+    flow loss (against `teacher`'s guided prediction when distilling)."""
     cached = CachedLatents(vae, latent_cache, config.sample_posterior) if latent_cache else None
 
     def compute_loss(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -364,8 +377,10 @@ def make_loss_fn(
                 encoder.to(device)
             with torch.no_grad():
                 cond, cond_2 = encoder.encode(batch["image"])
+        if teacher is not None and teacher.device != device:
+            teacher.to(device)
         terms = model(latents, cond, cond_2, batch["image"], objective, config.condition_dropout,
-                      config.aux_loss_weight)
+                      config.aux_loss_weight, teacher, config.distill_guidance_scale or 1.0)
         expert_load = terms.pop("expert_load", None)
         if expert_load is not None:  # logged like the loss terms (the engine averages tensors it is given)
             terms.update({k: torch.tensor(v, device=latents.device)
@@ -441,6 +456,24 @@ def export_pipeline(
     return folder
 
 
+def distillation_teacher(config: FlowTrainingConfig, transformer: TripoSGDiTModel) -> TripoSGDiTModel | None:
+    """For guidance distillation (`flow.distill_guidance_scale`), a frozen copy of the starting transformer (the
+    `model.pretrained` weights, before any step or resumed checkpoint), else None."""
+    scale = config.flow.distill_guidance_scale
+    if scale is None:
+        return None
+    if config.model.pretrained is None and config.model.upcycle_from is None:
+        raise ValueError("flow.distill_guidance_scale distils a trained model's guidance: set model.pretrained to its "
+                         "transformer folder")
+    for name, value in (("sample.guidance_scale", config.sample.guidance_scale),
+                        ("export.guidance_scale", config.export.guidance_scale)):
+        if value > 1.0:
+            raise ValueError(f"a guidance-distilled model samples without guidance: set {name}=1 (got {value:g})")
+    if config.model.lora_rank > 0:
+        raise ValueError("guidance distillation trains all weights: set model.lora_rank=0")
+    return copy.deepcopy(transformer).requires_grad_(False).eval()
+
+
 def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer:
     """Run (or resume) a flow training run and export `<output_dir>/pipeline`. Returns the trainer."""
     set_seed(config.train.seed)  # same initial weights on every process
@@ -452,6 +485,7 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
                          "base pipeline folder (or pretrained_dinov2) rather than training one from scratch")
     model = FlowModel(transformer, encoder if encoder.trainable else None)
     objective = build_objective(config.flow)
+    teacher = distillation_teacher(config, transformer)
     data = config.data
     if data.latent_cache:
         fill_latent_cache(vae, data)
@@ -465,7 +499,8 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(
-        config.train, model, dataset, make_loss_fn(vae, encoder, objective, config.flow, config.data.latent_cache), collate_fn=collate,
+        config.train, model, dataset, make_loss_fn(vae, encoder, objective, config.flow, config.data.latent_cache, teacher),
+        collate_fn=collate,
         sample_fn=make_sample_fn(vae, encoder, objective, validation_image(data),
                                  config.sample.num_tokens or largest, config.sample),
         stateful={"token_count_rng": PythonRandomState(collate.rng)},

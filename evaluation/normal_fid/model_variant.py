@@ -52,7 +52,8 @@ def pipeline_variant(
         output = pipe(
             image, num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
             num_tokens=settings.num_tokens, octree_resolution=settings.octree_resolution, seed=settings.seed,
-            query_precision=settings.query_precision, preprocess=True, **call_kwargs,
+            query_precision=settings.query_precision, guidance_interval=settings.guidance_interval, preprocess=True,
+            **call_kwargs,
         )
         return output.meshes[0]
 

@@ -33,7 +33,7 @@ from ..preprocessing import (
     preprocess_image,
 )
 from ..texturing import MeshTexturer, TexturingConfig, TexturingResult
-from .generation_config import GenerationDefaults
+from .generation_config import GenerationDefaults, check_guidance_interval, guided_steps
 from .lora import TripoSGLoraLoaderMixin
 from .official_args import as_bounds, plan_extraction
 from .vae_mesh import latent_to_mesh
@@ -257,6 +257,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         *,
         seed: int | None = None,
         sigmas: Sequence[float] | None = None,
+        guidance_interval: Sequence[float] | None = None,
         octree_resolution: int | None = None,
         extraction: str | VolumeDecoder | None = None,
         query_precision: str | None = None,
@@ -285,6 +286,9 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
                 2048). guidance_scale: classifier-free guidance (off when ≤ 1). num_tokens: latent tokens M.
             timesteps: a custom schedule (timesteps in (0, 1000], decreasing), used as given. sigmas: custom
                 unshifted noise levels, shifted by the scheduler (keyword-only).
+            guidance_interval: (start, stop), the share of the steps that are guided, [int(start·N), int(stop·N)) as
+                diffusers' guiders count them; the other steps run the conditional half alone (about half the cost).
+                Default from `generation_defaults` ((0, 1), every step, for the release) (keyword-only).
             num_shapes_per_prompt: shapes per image (each image's embedding repeated, new noise for each).
             generator: torch generator(s), on any device (noise is drawn on the generator's device, as diffusers
                 does); a list gives one per shape. seed: builds a CPU generator (the same shape on every device).
@@ -331,6 +335,8 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         num_tokens = defaults.num_tokens if num_tokens is None else num_tokens
         query_precision = defaults.query_precision if query_precision is None else query_precision
+        guidance_interval = check_guidance_interval(
+            defaults.guidance_interval if guidance_interval is None else guidance_interval)
         self.check_inputs(num_inference_steps, guidance_scale, num_tokens, num_shapes_per_prompt, generator, seed,
                           callback_on_step_end_tensor_inputs, output_type, preview_every, texture)
         if texture is not False and isinstance(image, torch.Tensor):
@@ -372,6 +378,7 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         latents = self.sample_latents(
             latents, cond, cond_2, guidance_scale, generator, attention_kwargs, callback_on_step_end,
             callback_on_step_end_tensor_inputs, preview_every if preview_callback is not None else 0, preview,
+            guidance_interval,
         )
         timings["sample"] = time.perf_counter() - start
         if output_type == "latent":
@@ -481,27 +488,35 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         preview_every: int = 0,
         preview: Callable[[int, torch.Tensor], None] | None = None,
+        guidance_interval: Sequence[float] = (0.0, 1.0),
     ) -> torch.Tensor:
         """The denoising loop over `scheduler.timesteps` (set them first) from the noise `latents` (B, M, C), with
-        guidance when `cond` holds [uncond, cond]. `preview(step, clean_estimate)` is called every `preview_every`
-        steps but the last. Stops early, keeping the current latents, once `self.interrupt` is set."""
-        do_cfg = cond.shape[0] == 2 * latents.shape[0]
+        guidance when `cond` holds [uncond, cond] on the steps `guidance_interval` selects (the others run the
+        conditional rows alone). `preview(step, clean_estimate)` is called every `preview_every` steps but the
+        last. Stops early, keeping the current latents, once `self.interrupt` is set."""
+        batch = latents.shape[0]
+        do_cfg = cond.shape[0] == 2 * batch
         schedule = self.scheduler.timesteps
-        # The condition is the same at every step: its cross-attention keys/values are projected once.
-        context = self.transformer.cache_context(cond, cond_2, attention_kwargs)
+        guided = guided_steps(len(schedule), tuple(guidance_interval)) if do_cfg else range(0)
+        # The condition is the same at every step: its cross-attention keys/values are projected once (for the
+        # conditional rows alone too, when some steps are unguided).
+        rows = {True: (cond, cond_2), False: (cond[-batch:], cond_2[-batch:] if cond_2 is not None else None)}
+        contexts = {guide: self.transformer.cache_context(*rows[guide], attention_kwargs)
+                    for guide in {i in guided for i in range(len(schedule))}}
         with self.progress_bar(total=len(schedule)) as progress:
             for i, t in enumerate(schedule):
                 if self.interrupt:
                     break
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                guide = i in guided
+                model_input = torch.cat([latents] * 2) if guide else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 # The timestep stays float32 (as released): the transformer embeds it in fp32.
                 t_batch = t.expand(model_input.shape[0]).to(latents.device)
                 prediction = self.transformer(
-                    model_input, t_batch, encoder_hidden_states=cond, encoder_hidden_states_2=cond_2,
-                    attention_kwargs=attention_kwargs, context_cache=context,
+                    model_input, t_batch, encoder_hidden_states=rows[guide][0], encoder_hidden_states_2=rows[guide][1],
+                    attention_kwargs=attention_kwargs, context_cache=contexts[guide],
                 ).sample
-                if do_cfg:
+                if guide:
                     uncond_pred, cond_pred = prediction.chunk(2)
                     prediction = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
                 step = self.scheduler.step(prediction, t, latents, generator=generator)
