@@ -75,6 +75,19 @@ def test_generate_streams_progress_and_previews_then_a_mesh_with_its_settings(ha
         assert expected in stats
 
 
+def test_a_models_guidance_interval_is_used_and_reported(tmp_path):
+    pipe = make_random_pipeline(seed=0)
+    pipe.generation_defaults = GenerationDefaults(guidance_interval=(0.0, 0.5))
+    handlers = gen.GenerateHandlers(pipe, widgets.SessionFolders(tmp_path / "sessions"))
+    batches = []
+    forward = pipe.transformer.forward
+    pipe.transformer.forward = lambda x, *args, **kwargs: batches.append(x.shape[0]) or forward(x, *args, **kwargs)
+    download, _, _, stats, _, _ = generate(handlers, box_with_alpha(tmp_path / "box.png"), steps=4)[-1]
+    assert batches == [2, 2, 1, 1]  # guided, guided, then the conditional half alone
+    assert "guidance 3 on steps 1-2 of 4" in stats
+    assert read_glb_metadata(download)["guidance_interval"] == [0.0, 0.5]
+
+
 def test_download_formats_and_conversion_after_generation(handlers, tmp_path):
     image = box_with_alpha(tmp_path / "box.png")
     download, *_, last_glb = generate(handlers, image, file_format="stl", simplify=True, target_faces=200)[-1]

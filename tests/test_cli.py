@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     make_random_pipeline(seed=0).save_pretrained(folder)
     GenerationDefaults(num_inference_steps=3, guidance_scale=3.0, num_tokens=16, octree_resolution=32,
-                       seed=7).save(folder)
+                       seed=7, guidance_interval=(0.0, 0.5)).save(folder)
     return folder
 
 
@@ -52,6 +52,7 @@ def test_generate_writes_one_file_per_image_and_reports_failures(model_dir, tmp_
     assert mesh.is_watertight and np.abs(mesh.vertices).max() <= 1.005 + 1e-4
     metadata = read_glb_metadata(out / "cone.glb")
     assert metadata["seed"] == 7 and metadata["num_inference_steps"] == 3
+    assert metadata["guidance_interval"] == [0.0, 0.5]  # the model folder's, as used
     assert not (out / "broken.glb").exists()
 
 

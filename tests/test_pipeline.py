@@ -15,6 +15,7 @@ from release_layout import rewrite_as_release_folder
 from triposg import TripoSGDiTModel, TripoSGPipeline, TripoSGVAEModel
 from triposg.models import TripoSGDiTModelOutput
 from triposg.pipelines import PreviewEvent, make_random_pipeline
+from triposg.pipelines.generation_config import GenerationDefaults
 from triposg.schedulers import RectifiedFlowScheduler, TripoSGDDPMScheduler, TripoSGEDMScheduler
 
 FAST = dict(num_inference_steps=3, num_tokens=16, octree_resolution=32, guidance_scale=3.0)
@@ -280,3 +281,12 @@ def test_stages_latent_output_interrupt_and_a_decoder_of_ones_own(pipe):
 def test_check_inputs_refuses_bad_arguments_before_any_work(pipe, arguments, message):
     with pytest.raises(ValueError, match=message):
         pipe(disc_image(), **{**FAST, **arguments})
+
+
+def test_a_pipeline_for_one_run_keeps_the_loaded_folders_settings():
+    pipe = make_random_pipeline(seed=0)
+    pipe.generation_defaults = GenerationDefaults(num_inference_steps=4, guidance_interval=(0.0, 0.5),
+                                                  query_precision="bf16")
+    run = pipe.with_scheduler()
+    assert run.scheduler is not pipe.scheduler and run.transformer is pipe.transformer
+    assert run.generation_defaults == pipe.generation_defaults  # what the app's runs sample with

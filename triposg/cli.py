@@ -72,6 +72,7 @@ def generate(args: argparse.Namespace) -> int:
         extraction=args.extraction,
         faces=args.faces,
         query_precision=defaults.query_precision,
+        guidance_interval=list(defaults.guidance_interval),  # recorded in each mesh's metadata
         preprocess=True,  # photos and renders alike are framed the way the models were trained
         background=args.background,
         texture=args.texture,

@@ -23,7 +23,7 @@ import trimesh
 from triposg.geometry import SUPPORTED_FORMATS, export_mesh, read_glb_metadata, read_mesh
 from triposg.loading import GenerationDefaults
 from triposg.pipelines import PreviewEvent, TripoSGPipeline, TripoSGPipelineOutput
-from triposg.pipelines.generation_config import LIMITS, check_resolution, checked_number
+from triposg.pipelines.generation_config import LIMITS, check_resolution, checked_number, guided_steps
 from triposg.texturing import TexturingResult
 from triposg.preprocessing import (
     LOW_CONFIDENCE,
@@ -220,8 +220,16 @@ def format_progress(step: int, num_steps: int, elapsed: float) -> str:
 
 
 def format_stats(mesh: trimesh.Trimesh, timings: dict[str, float], info: ImageFileInfo, prepared: PreprocessResult,
-                 settings: GenerationSettings, texturing: TexturingResult | None = None) -> str:
-    """Markdown mesh statistics, time per stage, what was done to the input, and how it was coloured."""
+                 settings: GenerationSettings, texturing: TexturingResult | None = None,
+                 guidance_interval: tuple[float, float] = (0.0, 1.0)) -> str:
+    """Markdown mesh statistics, time per stage, what was done to the input, and how it was coloured.
+    `guidance_interval`: the model's (`generation_defaults`), named when it guides only some of the steps."""
+    guided = guided_steps(settings.num_inference_steps, guidance_interval)
+    if settings.guidance_scale > 1.0 and len(guided) < settings.num_inference_steps:
+        guidance = (f"{settings.guidance_scale:g} on steps {guided.start + 1}-{guided.stop} of "
+                    f"{settings.num_inference_steps}" if len(guided) else f"{settings.guidance_scale:g} on no step")
+    else:
+        guidance = f"{settings.guidance_scale:g}"
     stages = " · ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
     faces = f"simplified to ≤{settings.faces:,}" if settings.faces else "not simplified"
     watertight = "yes" if mesh.is_watertight else "no"
@@ -231,7 +239,7 @@ def format_stats(mesh: trimesh.Trimesh, timings: dict[str, float], info: ImageFi
         f"**Input** {info.format} {info.size[0]}×{info.size[1]} {info.mode} · foreground ratio "
         + f"{prepared.foreground_ratio:.2f} · {describe_cutout(prepared)}",
         f"**Settings** seed {settings.seed} · {settings.num_inference_steps} steps · guidance "
-        + f"{settings.guidance_scale:g} · {settings.num_tokens} tokens · resolution {settings.octree_resolution}",
+        + f"{guidance} · {settings.num_tokens} tokens · resolution {settings.octree_resolution}",
     ]
     if texturing is not None:
         camera = texturing.camera
@@ -336,14 +344,16 @@ class GenerateHandlers:
         # 3. Export: the GLB (with the settings) for the viewer, and the requested download format
         mesh = output.meshes[0]
         timings.update({k: v for k, v in output.timings.items() if k != "preprocess"})
-        metadata = {**settings.pipeline_kwargs(), "foreground_ratio": settings.foreground_ratio,
-                    "background": prepared.method, "timings": timings}
+        interval = self.pipe.generation_defaults.guidance_interval  # the pipeline's default, which it used
+        metadata = {**settings.pipeline_kwargs(), "guidance_interval": list(interval),
+                    "foreground_ratio": settings.foreground_ratio, "background": prepared.method, "timings": timings}
         if output.texturing:
             metadata["texturing"] = output.texturing[0].metadata()
         stem = f"triposg_{run_id}"
         glb = export_mesh(mesh, folder / f"{stem}.glb", metadata=metadata)
         download = glb if file_format == "glb" else export_mesh(mesh, folder / f"{stem}.{file_format}")
-        stats = format_stats(mesh, timings, info, prepared, settings, output.texturing[0] if output.texturing else None)
+        stats = format_stats(mesh, timings, info, prepared, settings, output.texturing[0] if output.texturing else None,
+                             interval)
         yield str(download), str(glb), prepared.image, stats, settings.seed, str(glb)
 
     def generate_example(self, image: str, request: gr.Request = None):

@@ -142,7 +142,9 @@ class TripoSGPipeline(DiffusionPipeline, TripoSGLoraLoaderMixin):
         """A pipeline sharing this one's weights with a scheduler of its own (`scheduler`, or a copy of this one's):
         a scheduler keeps per-run state (timesteps, step index), so concurrent runs must not share one."""
         own = scheduler if scheduler is not None else copy.deepcopy(self.scheduler)
-        return type(self)(**{**self.components, "scheduler": own})
+        run = type(self)(**{**self.components, "scheduler": own})
+        run.generation_defaults = self.generation_defaults  # the loaded folder's settings travel with the weights
+        return run
 
     def enable_vae_slicing(self) -> None:
         """Decode a batch of shapes one at a time (diffusers' name; see `TripoSGVAEModel.enable_slicing`)."""
