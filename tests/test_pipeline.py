@@ -102,19 +102,26 @@ def record_transformer_calls(pipe) -> list:
     return calls
 
 
-def test_classifier_free_guidance_batch_order_and_formula():
+def guided_run(**settings) -> tuple[TripoSGPipeline, list, torch.Tensor, torch.Tensor]:
+    """A random pipeline whose DiT returns +1 (uncond) / +3 (cond), run at guidance 4 from fixed noise:
+    (pipe, recorded calls, start noise, result latents)."""
     pipe = make_random_pipeline(seed=0)
     pipe.set_progress_bar_config(disable=True)
     calls = record_transformer_calls(pipe)
     noise = torch.randn(1, 16, 8)
-    out = pipe(disc_image(), num_inference_steps=1, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
-               latents=noise.clone())
+    out = pipe(disc_image(), guidance_scale=4.0, num_tokens=16, octree_resolution=32, latents=noise.clone(),
+               **settings)
+    return pipe, calls, noise, out.latents
+
+
+def test_classifier_free_guidance_batch_order_and_formula():
+    pipe, calls, noise, latents = guided_run(num_inference_steps=1)
     (x, t, ctx), = calls
     assert x.shape[0] == 2 and torch.equal(x[0], x[1])
     assert torch.count_nonzero(ctx[0]) == 0 and torch.count_nonzero(ctx[1]) > 0  # [uncond = zeros, cond]
     assert t.tolist() == [1000.0, 1000.0]
     # One rectified-flow step from σ=1 to 0 adds the guided velocity 1 + 4·(3 − 1) = 9.
-    torch.testing.assert_close(out.latents, noise + 9.0)
+    torch.testing.assert_close(latents, noise + 9.0)
 
     calls.clear()
     pipe(disc_image(), num_inference_steps=2, guidance_scale=1.0, num_tokens=16, octree_resolution=32)
@@ -122,18 +129,13 @@ def test_classifier_free_guidance_batch_order_and_formula():
 
 
 def test_guidance_interval_guides_only_its_share_of_the_steps():
-    pipe = make_random_pipeline(seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    calls = record_transformer_calls(pipe)
-    noise = torch.randn(1, 16, 8)
-    out = pipe(disc_image(), num_inference_steps=4, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
-               latents=noise.clone(), guidance_interval=(0.0, 0.5))
+    pipe, calls, noise, latents = guided_run(num_inference_steps=4, guidance_interval=(0.0, 0.5))
     # Steps 0 and 1 of 4 run [uncond, cond]; steps 2 and 3 the conditional row alone, with its own tokens.
     assert [x.shape[0] for x, _, _ in calls] == [2, 2, 1, 1]
     assert torch.count_nonzero(calls[2][2]) > 0 and torch.equal(calls[2][2][0], calls[0][2][1])
     # Guided steps move by the guided velocity 9, unguided ones by the conditional velocity 3.
     drops = -torch.diff(pipe.scheduler.sigmas)
-    torch.testing.assert_close(out.latents, noise + float(9.0 * drops[:2].sum() + 3.0 * drops[2:].sum()))
+    torch.testing.assert_close(latents, noise + float(9.0 * drops[:2].sum() + 3.0 * drops[2:].sum()))
 
     calls.clear()
     pipe(disc_image(), num_inference_steps=5, guidance_scale=4.0, num_tokens=16, octree_resolution=32,
