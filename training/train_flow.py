@@ -106,11 +106,6 @@ class FlowConfig:
     # (one conditional pass per step, about half the cost). None: ordinary training.
     distill_guidance_scale: float | None = None
 
-    def __post_init__(self) -> None:
-        if self.distill_guidance_scale is not None and self.condition_dropout != 0:
-            raise ValueError("flow.distill_guidance_scale trains the conditional prediction only: set "
-                             "flow.condition_dropout=0")
-
 
 @dataclass
 class FlowDataConfig:
@@ -462,6 +457,9 @@ def distillation_teacher(config: FlowTrainingConfig, transformer: TripoSGDiTMode
     scale = config.flow.distill_guidance_scale
     if scale is None:
         return None
+    if config.flow.condition_dropout != 0:
+        raise ValueError("flow.distill_guidance_scale trains the conditional prediction only: set "
+                         "flow.condition_dropout=0")
     if config.model.pretrained is None and config.model.upcycle_from is None:
         raise ValueError("flow.distill_guidance_scale distils a trained model's guidance: set model.pretrained to its "
                          "transformer folder")
