@@ -57,6 +57,27 @@ def box_with_alpha(path: Path) -> Path:
     return path
 
 
+def test_sampling_eta_prices_guided_and_unguided_steps_apart():
+    # 20 steps, guidance on the first 14 (the embedded default): guided steps take 1.0 s, unguided 0.5 s.
+    guided = range(14)
+    durations = [1.0 if i in guided else 0.5 for i in range(20)]
+    ends = np.cumsum(durations).tolist()
+    truth = lambda done: sum(durations[done:])  # noqa: E731
+    # half way, no unguided step timed yet: priced at UNGUIDED_STEP_COST of a guided one (0.58 here, truly 0.5)
+    eta = gen.sampling_eta(ends[:10], 20, guided)
+    assert eta == pytest.approx(4 + 6 * gen.UNGUIDED_STEP_COST)
+    assert abs(eta - truth(10)) < 0.1 * truth(10)  # 7.5 against 7.0, where extrapolating the 10 steps says 10.0
+    # once unguided steps have been timed, their own mean is used
+    assert gen.sampling_eta(ends[:16], 20, guided) == pytest.approx(truth(16))
+    # every step guided or none: the plain mean step time
+    assert gen.sampling_eta([0.5, 1.0, 1.5], 5, range(5)) == pytest.approx(1.0)
+    assert gen.sampling_eta([0.5, 1.0, 1.5], 5, range(0)) == pytest.approx(1.0)
+    # guidance only late: the guided steps are priced from the unguided ones
+    assert gen.sampling_eta([0.5, 1.0], 4, range(2, 4)) == pytest.approx(2 * 0.5 / gen.UNGUIDED_STEP_COST)
+    assert re.fullmatch(r"\*\*Sampling\*\* step 10 of 20 · 10\.0 s elapsed · about 7\.5 s left",
+                        gen.format_progress(ends[:10], 20, guided))
+
+
 def test_generate_streams_progress_and_previews_then_a_mesh_with_its_settings(handlers, tmp_path):
     updates = generate(handlers, box_with_alpha(tmp_path / "box.png"), steps=4)
     statuses = [u[3] for u in updates if isinstance(u[3], str)]
