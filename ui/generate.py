@@ -188,8 +188,8 @@ def run_generation(
 ) -> Iterator[tuple[str, Any]]:
     """Run the pipeline on a preprocessed image in a worker thread; yield ("step", (i, `time.perf_counter()` when
     step i ended)), ("preview", PreviewEvent), then ("done", output) or ("error", exception). Setting `cancel`
-    stops sampling at the next step (raised from the step callback, so no surface is extracted for nobody). Previews are decoded at
-    `PREVIEW_RESOLUTION`, or the final resolution when that is lower."""
+    stops sampling at the next step (raised from the step callback, so no surface is extracted for nobody).
+    Previews are decoded at `PREVIEW_RESOLUTION`, or the final resolution when that is lower."""
     events: queue.Queue = queue.Queue()
 
     def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:
