@@ -240,10 +240,11 @@ def format_progress(step_ends: Sequence[float], num_steps: int, guided: Containe
 
 def format_stats(mesh: trimesh.Trimesh, timings: dict[str, float], info: ImageFileInfo, prepared: PreprocessResult,
                  settings: GenerationSettings, texturing: TexturingResult | None = None,
-                 guidance_interval: tuple[float, float] = (0.0, 1.0)) -> str:
+                 guided: range | None = None) -> str:
     """Markdown mesh statistics, time per stage, what was done to the input, and how it was coloured.
-    `guidance_interval`: the model's (`generation_defaults`), named when it guides only some of the steps."""
-    guided = guided_steps(settings.num_inference_steps, guidance_interval)
+    `guided`: the steps that were guided (`guided_steps` of the model's interval), named when only some were;
+    None: every step."""
+    guided = range(settings.num_inference_steps) if guided is None else guided
     if settings.guidance_scale > 1.0 and len(guided) < settings.num_inference_steps:
         guidance = (f"{settings.guidance_scale:g} on steps {guided.start + 1}-{guided.stop} of "
                     f"{settings.num_inference_steps}" if len(guided) else f"{settings.guidance_scale:g} on no step")
@@ -338,8 +339,8 @@ class GenerateHandlers:
         # 2. Sample, streaming progress and coarse previews; then extract the final surface
         cancel = threading.Event()
         num_steps = settings.num_inference_steps
-        guided = (guided_steps(num_steps, self.pipe.generation_defaults.guidance_interval)
-                  if settings.guidance_scale > 1.0 else range(0))  # as the pipeline decides
+        interval = self.pipe.generation_defaults.guidance_interval  # the pipeline's default, which it uses
+        guided = guided_steps(num_steps, interval) if settings.guidance_scale > 1.0 else range(0)  # as it decides
         step_ends: list[float] = []
         sample_start = time.perf_counter()
         output: TripoSGPipelineOutput | None = None
@@ -368,7 +369,6 @@ class GenerateHandlers:
         # 3. Export: the GLB (with the settings) for the viewer, and the requested download format
         mesh = output.meshes[0]
         timings.update({k: v for k, v in output.timings.items() if k != "preprocess"})
-        interval = self.pipe.generation_defaults.guidance_interval  # the pipeline's default, which it used
         metadata = {**settings.pipeline_kwargs(), "guidance_interval": list(interval),
                     "foreground_ratio": settings.foreground_ratio, "background": prepared.method, "timings": timings}
         if output.texturing:
@@ -377,7 +377,7 @@ class GenerateHandlers:
         glb = export_mesh(mesh, folder / f"{stem}.glb", metadata=metadata)
         download = glb if file_format == "glb" else export_mesh(mesh, folder / f"{stem}.{file_format}")
         stats = format_stats(mesh, timings, info, prepared, settings, output.texturing[0] if output.texturing else None,
-                             interval)
+                             guided)
         yield str(download), str(glb), prepared.image, stats, settings.seed, str(glb)
 
     def generate_example(self, image: str, request: gr.Request = None):

@@ -160,14 +160,12 @@ class RectifiedFlowScheduler(TripoSGSchedulerMixin):
         sigma_next = self.sigmas[index + 1].to(sample.device)
         current = sample.float()
         pred_original_sample = current + sigma * model_output.float()
-        previous, self._previous = self._previous, None
-        if self.config.solver == "dpmpp_2m":
-            self._previous = (index, pred_original_sample)
-            if previous is not None and previous[0] == index - 1 and previous[1].shape == sample.shape:
-                prev_sample = self._multistep(index, current, pred_original_sample, previous[1])
-                if prev_sample is not None:
-                    return self._finish_step(index, prev_sample, pred_original_sample, model_output.dtype,
-                                             return_dict)
+        previous = self._previous  # None unless dpmpp_2m
+        self._previous = (index, pred_original_sample) if self.config.solver == "dpmpp_2m" else None
+        if previous is not None and previous[0] == index - 1 and previous[1].shape == sample.shape:
+            prev_sample = self._multistep(index, current, pred_original_sample, previous[1])
+            if prev_sample is not None:
+                return self._finish_step(index, prev_sample, pred_original_sample, model_output.dtype, return_dict)
         # As the release: the increment (σ_i − σ_{i+1})·v is rounded to v's dtype, the sum is taken in fp32
         # (identical to all-fp32 arithmetic for fp32 models; it keeps fp16 results the release's too).
         prev_sample = current + (sigma - sigma_next) * model_output
