@@ -199,6 +199,32 @@ def test_whole_shape_share_counts_broken_parts_the_other_metrics_see_the_cleaned
     assert list(table.loc[clean.index, "chamfer"]) == pytest.approx(list(clean["chamfer"]))
 
 
+def test_yaw_aligned_scores_forgive_a_turn_about_up_and_nothing_else(corpus, ground_truth_run, no_inception_env,
+                                                                     tmp_path):
+    """The ground truth turned by 40° about +y: the plain metrics charge the turn; with `yaw_aligned` the aligned
+    ones find it again and score like the unturned ground truth."""
+    from evaluation.yaw import turn_about_up
+
+    def generate(image, test_object):
+        mesh = sample_shape(test_object.metadata["family"], test_object.metadata["seed"]).to_mesh(MESH_RESOLUTION)
+        return trimesh.Trimesh(turn_about_up(mesh.vertices, 40.0), mesh.faces, process=False)
+
+    result = run_normal_fid(load_test_set(corpus), ModelVariant("turned", generate, {"model": "turned"}),
+                            tmp_path / "out", config=NormalFidConfig(fid="off", yaw_aligned=True), extractors=[],
+                            progress=False)
+    table = result.per_object.set_index("object_id")
+    clean = ground_truth_run[0].per_object.set_index("object_id").loc[table.index]
+    charged = table["f_score"] < clean["f_score"] - 0.05
+    assert charged.any()  # not every family is round about the up axis
+    assert (table.loc[charged, "turn_deg"] + 40.0).abs().max() <= 2.0
+    assert list(table["f_score_yaw"]) == pytest.approx(list(clean["f_score"]), abs=0.02)
+    assert (table["chamfer_yaw"] <= table["chamfer"] + 1e-3).all()
+    metrics = result.summary["metrics"]
+    assert metrics["f_score_yaw"] == pytest.approx(table["f_score_yaw"].mean())
+    assert metrics["f_score_yaw"] > metrics["f_score"]
+    assert "f_score_yaw" not in ground_truth_run[0].summary["metrics"]  # off by default
+
+
 def test_pipeline_variant_asks_for_the_mesh_before_floater_removal(random_pipe):
     variant = random_variant(random_pipe)
     assert variant.identity["sampling"]["remove_floaters"] is False

@@ -92,3 +92,21 @@ def pd_table():
     return pd.DataFrame.from_dict({"model": {"objects": 3, "failed": 0, "chamfer": 0.2, "f_score": 0.5,
                                              "normal_consistency": 0.7, "largest_piece": 1.0,
                                              "seconds_per_object": 1.0}}, orient="index")
+
+
+def test_the_evaluation_script_tables_best_yaw_scores_and_the_perfect_models_ceiling(sets):
+    import pandas as pd
+
+    from evaluation.normal_fid import NormalFidConfig
+    from script_loader import load_script
+
+    script = load_script("evaluate_default_model")
+    corpus, _, _ = sets
+    ceiling = script.yaw_ceiling(corpus, NormalFidConfig(recon_num_points=4000), draws=3)
+    assert list(ceiling.index) == [test_object.object_id for test_object in corpus.objects]
+    assert ((ceiling["f_score"] > 0) & (ceiling["f_score"] <= 1)).all()
+    table = pd_table().assign(chamfer_yaw=0.15, f_score_yaw=0.6, normal_consistency_yaw=0.75)
+    markdown = script.markdown([], None, table, ceiling=ceiling)
+    assert "| model | 0.2000 | 0.1500 | 0.500 | 0.600 | 0.700 | 0.750 |" in markdown
+    assert f"| perfect shape, yaw unknown | {ceiling['chamfer'].mean():.4f} |" in markdown
+    assert "best turn about the up axis" not in script.markdown([], None, pd_table())  # no yaw columns: no table

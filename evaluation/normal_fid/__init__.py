@@ -21,6 +21,9 @@ The protocol, as `run_normal_fid` runs it:
 6. Per object, reconstruction metrics against the ground-truth surface when the test set has one
    (`evaluation.metrics.reconstruction_metrics`: Chamfer, F-score at `recon_threshold`, normal
    consistency), measured in the 1.8 frame: the default threshold 0.05 is 2.8 % of the longest side.
+   With `NormalFidConfig.yaw_aligned`, the same metrics again after the mesh's best turn about the up axis
+   (`evaluation.yaw.yaw_aligned_metrics`: columns `*_yaw`, `turn_deg`), beside the plain ones: on the
+   procedural corpus the yaw of a shape cannot be told from any one of its images (see `evaluation.yaw`).
 
 Whole shapes: a generator returns its mesh as generated, before floater removal (`pipeline_variant` asks
 the pipeline for that). The share of surface area in the largest connected piece (`largest_piece`) is
@@ -76,6 +79,7 @@ from triposg.rendering import EVALUATION_CAMERA, normalize_mesh, render, save_im
 
 from ..fid import MissingInceptionWeightsError, PathLike, compute_feature_fd, compute_fid, resolve_inception_weights
 from ..metrics import largest_piece_share, reconstruction_metrics
+from ..yaw import yaw_aligned_metrics
 from .archives import UnsafeArchiveError, ZipLimits, safe_extract_zip
 from .cache import CachedGeneration, GenerationCache, canonical_json
 from .extractors import NamedExtractor, dinov2_named_extractor, pixel_named_extractor
@@ -123,6 +127,8 @@ class NormalFidConfig:
     recon_threshold: float = 0.05  # F-score threshold in the 1.8 frame (2.8 % of the longest side)
     recon_num_points: int = 20_000  # samples per surface; the corpus stores 20480 ground-truth points
     seed: int = 0  # surface sampling and KID subsets
+    # Also score each mesh after its best turn about the up axis (`evaluation.yaw`): columns *_yaw and turn_deg.
+    yaw_aligned: bool = False
     kid_subsets: int = 100  # clean-fid's default
     device: str | None = None  # for Inception features; None = CUDA when available
 
@@ -144,6 +150,7 @@ class NormalFidResult:
 
 
 RECON_COLUMNS = ("chamfer", "f_score", "precision", "recall", "normal_consistency")
+YAW_COLUMNS = ("chamfer_yaw", "f_score_yaw", "normal_consistency_yaw", "turn_deg")  # with config.yaw_aligned
 
 
 def run_normal_fid(
@@ -248,6 +255,8 @@ def _evaluate_object(
                            "status": "ok", "error": None, "cached": cached, "generation_seconds": entry.seconds,
                            "cache_key": key}
     row.update({column: math.nan for column in (*RECON_COLUMNS, "largest_piece")})
+    if config.yaw_aligned:
+        row.update({column: math.nan for column in YAW_COLUMNS})
     if entry.mesh is not None:
         row["largest_piece"] = largest_piece_share(entry.mesh)  # before floater removal: broken parts count
         mesh = normalize_mesh(remove_floaters(entry.mesh), margin=GT_FRAME_MARGIN)  # what a user gets
@@ -257,6 +266,11 @@ def _evaluate_object(
             metrics = reconstruction_metrics(mesh, reference, num_points=config.recon_num_points,
                                              threshold=config.recon_threshold, seed=config.seed)
             row.update({column: metrics[column] for column in RECON_COLUMNS})
+            if config.yaw_aligned:
+                aligned = yaw_aligned_metrics(mesh, reference, num_points=config.recon_num_points,
+                                              threshold=config.recon_threshold, seed=config.seed)
+                row.update({f"{key}_yaw": aligned[key] for key in ("chamfer", "f_score", "normal_consistency")},
+                           turn_deg=aligned["turn_deg"])
     else:  # a failure counts as an empty (all-background) normal map
         generated_normal = np.full_like(gt_normal, 255)
         row.update(status="failed", error=entry.error)
@@ -334,6 +348,9 @@ def _summary(
         "normal_consistency": reconstruction["normal_consistency_mean"],
         "largest_piece": float(succeeded["largest_piece"].mean()) if len(succeeded) else None,
     }
+    if config.yaw_aligned:
+        metrics.update({column: float(measured[column].mean()) if len(measured) else None
+                        for column in YAW_COLUMNS if column != "turn_deg"})
     return {
         "model": variant.name,
         "identity": variant.identity,
