@@ -125,8 +125,8 @@ def shifted_test_set(corpus_set: TestSet, shift: Shift, out_dir: str | Path,
             partial = path.with_suffix(".part.png")
             image.save(partial)
             partial.replace(path)  # atomic: an interrupted run never leaves a half-written input
-        objects.append(TestObject(test_object.object_id, path, test_object.normal_path, test_object.reference_path,
-                                  {**test_object.metadata, "shift": shift.name}))
+        objects.append(replace(test_object, rgb_path=path,
+                               metadata={**test_object.metadata, "shift": shift.name}))
     return TestSet(f"{corpus_set.name}, shifted: {shift.description}", objects, list(corpus_set.skipped))
 
 

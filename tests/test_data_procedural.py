@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import trimesh
 from scipy.spatial import cKDTree
 
 from training.data.procedural import (
@@ -350,3 +351,28 @@ def test_unknown_family_and_bad_seed_raise_clear_errors():
         sample_shape("teapot", 0)
     with pytest.raises(ValueError, match="non-negative"):
         sample_shape("sphere", -1)
+
+
+def test_undo_yaw_turns_a_box_back_onto_its_axes():
+    """A box's surface turned back by its yaw: its normals lie along the axes again and its bounding box has the
+    box's own proportions, longest side 2 * HALF_EXTENT, centred."""
+    from training.data.procedural import HALF_EXTENT, undo_yaw
+
+    shape = sample_shape("box", 3)
+    yaw = shape.params["yaw_deg"]
+    assert abs(yaw) > 5
+    mesh = shape.to_mesh(64)
+    points, faces = trimesh.sample.sample_surface(mesh, 4000, seed=0)
+    surface = np.concatenate([points, mesh.face_normals[faces]], axis=1).astype(np.float32)
+    assert np.abs(surface[:, 3:]).max(axis=1).mean() < 0.97  # turned: many normals off the axes
+    undone = undo_yaw(surface, yaw)
+    assert undone.dtype == np.float32 and undone.shape == surface.shape
+    assert np.abs(undone[:, 3:]).max(axis=1).mean() > 0.99
+    extents = undone[:, :3].max(axis=0) - undone[:, :3].min(axis=0)
+    half_size = np.asarray(shape.params["half_size"])
+    np.testing.assert_allclose(extents / extents.max(), half_size / half_size.max(), atol=0.03)
+    assert extents.max() == pytest.approx(2 * HALF_EXTENT)
+    np.testing.assert_allclose(undone[:, :3].max(axis=0) + undone[:, :3].min(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(undo_yaw(undone, 0.0), undone, atol=1e-5)
+    with pytest.raises(ValueError, match="points \\+ normals"):
+        undo_yaw(surface[:, :3], yaw)

@@ -225,6 +225,30 @@ def test_yaw_aligned_scores_forgive_a_turn_about_up_and_nothing_else(corpus, gro
     assert "f_score_yaw" not in ground_truth_run[0].summary["metrics"]  # off by default
 
 
+def test_a_yaw_undone_test_set_measures_upright_meshes_in_the_corpus_frame(corpus, ground_truth_run,
+                                                                          no_inception_env, tmp_path):
+    """A model trained with the yaw undone generates each shape at yaw 0: `corpus_test_set(undo_yaw=True)` turns
+    its meshes by the shape's yaw before measuring, so the upright ground truth scores like the corpus's own."""
+    from evaluation.yaw import turn_about_up
+
+    def upright(image, test_object):
+        mesh = sample_shape(test_object.metadata["family"], test_object.metadata["seed"]).to_mesh(MESH_RESOLUTION)
+        return trimesh.Trimesh(turn_about_up(mesh.vertices, -test_object.metadata["yaw_deg"]), mesh.faces,
+                               process=False)
+
+    variant = ModelVariant("upright", upright, {"model": "upright"})
+    undone = corpus_test_set(corpus, undo_yaw=True)
+    assert "yaw undone" in undone.name
+    assert all(o.generated_turn_deg == o.metadata["yaw_deg"] != 0 for o in undone.objects)
+    measured = run_normal_fid(undone, variant, tmp_path / "undone", extractors=[], progress=False).per_object
+    charged = run_normal_fid(corpus_test_set(corpus), variant, tmp_path / "plain", extractors=[],
+                             progress=False).per_object
+    clean = ground_truth_run[0].per_object.set_index("object_id").loc[measured["object_id"]]
+    assert list(measured["f_score"]) == pytest.approx(list(clean["f_score"]), abs=0.02)
+    assert list(measured["normal_consistency"]) == pytest.approx(list(clean["normal_consistency"]), abs=0.01)
+    assert (charged["chamfer"].to_numpy() > measured["chamfer"].to_numpy()).any()
+
+
 def test_pipeline_variant_asks_for_the_mesh_before_floater_removal(random_pipe):
     variant = random_variant(random_pipe)
     assert variant.identity["sampling"]["remove_floaters"] is False

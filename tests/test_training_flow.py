@@ -266,3 +266,38 @@ def test_guidance_distillation_exports_a_model_sampled_without_guidance(dense_ru
     with pytest.raises(ValueError, match="model.pretrained"):
         main(tiny_args(training_corpus, vae_folder, tmp_path / "bad", "flow.condition_dropout=0",
                        "flow.distill_guidance_scale=3", "sample.guidance_scale=1", "export.guidance_scale=1"))
+
+
+def test_undo_yaw_fills_its_own_latent_frame_from_the_turned_back_surfaces(training_corpus, vae_folder, tmp_path):
+    """`data.undo_yaw`: the cache gets a second frame beside the corpus one, encoded from the surfaces turned back
+    to yaw 0 (so different latents), and a store refuses a file of the other frame."""
+    from training.data.datasets import ImageViewDataset
+    from training.latents import LatentStore, vae_fingerprint
+    from training.train_flow import FlowDataConfig, fill_latent_cache
+    from triposg.models import TripoSGVAEModel
+
+    vae = TripoSGVAEModel.from_pretrained(vae_folder)
+    key = vae_fingerprint(vae)
+    stores = {}
+    for undo in (False, True):
+        data = FlowDataConfig(corpus=str(training_corpus), num_surface=64, token_counts=(16,), undo_yaw=undo,
+                              latent_cache=str(tmp_path / "latents"))
+        fill_latent_cache(vae, data)
+        stores[undo] = LatentStore(data.latent_cache, key, 16, data.frame)
+    assert stores[True].folder != stores[False].folder
+    ids = stores[False].object_ids()
+    assert ids and stores[True].object_ids() == ids
+    turned = [object_id for object_id in ids if not torch.equal(stores[True].load(object_id)[0],
+                                                                stores[False].load(object_id)[0])]
+    rows = usable_rows(training_corpus, "train", False)[1].set_index("object_id")
+    assert turned == [object_id for object_id in ids if rows.loc[object_id, "params"].get("yaw_deg")]
+    assert turned  # the fixture's shapes have a yaw
+    stores[True].path(ids[0]).write_bytes(stores[False].path(ids[0]).read_bytes())  # a corpus-frame file
+    with pytest.raises(KeyError, match="frame"):
+        stores[True].load(ids[0])
+    with pytest.raises(ValueError, match="frame must be one of"):
+        LatentStore(tmp_path, key, 16, "sideways")
+    # The images stay as rendered: only the surface is turned.
+    plain, undone = (ImageViewDataset(training_corpus, use_eval_view=True, undo_yaw=u)[0] for u in (False, True))
+    assert plain["image"].tobytes() == undone["image"].tobytes()
+    assert not torch.equal(plain["surface"], undone["surface"])

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from triposg.io import write_bytes_atomic
 
 # Object ids that are already safe, portable file names are used as is; others are hashed.
+FRAMES = ("corpus", "yaw-undone")  # the surfaces a store's latents encode (see LatentStore)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -83,27 +84,33 @@ def vae_fingerprint(vae) -> str:
 class LatentStore:
     """A folder of cached latent posteriors, one safetensors file per object, for one (VAE, M) key.
 
-    Layout: ``folder/vae-<fingerprint[:16]>-m<num_tokens>/<object_id>.safetensors`` holding ``mean`` and
-    ``std`` (M, C) float32 plus metadata (object id, full fingerprint, M) that ``load`` checks.
+    Layout: ``folder/vae-<fingerprint[:16]>-m<num_tokens>[-<frame>]/<object_id>.safetensors`` holding ``mean``
+    and ``std`` (M, C) float32 plus metadata (object id, full fingerprint, M, frame) that ``load`` checks.
 
     Args:
-        folder: the store's root (several VAEs and token counts may share it).
+        folder: the store's root (several VAEs, token counts and frames may share it).
         vae_key: the VAE's :func:`vae_fingerprint` (use :meth:`for_vae` to compute it).
         num_tokens: M.
+        frame: which surfaces were encoded: ``"corpus"`` (as built) or ``"yaw-undone"``
+            (``training.data.procedural.undo_yaw``).
     """
 
-    def __init__(self, folder: str | Path, vae_key: str, num_tokens: int):
+    def __init__(self, folder: str | Path, vae_key: str, num_tokens: int, frame: str = "corpus"):
         if num_tokens <= 0:
             raise ValueError(f"num_tokens must be positive, got {num_tokens}")
+        if frame not in FRAMES:
+            raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
         self.root = Path(folder)
         self.vae_key = vae_key
         self.num_tokens = num_tokens
-        self.folder = self.root / f"vae-{vae_key[:16]}-m{num_tokens}"
+        self.frame = frame
+        suffix = "" if frame == "corpus" else f"-{frame}"  # the corpus frame keeps the folders made before frames
+        self.folder = self.root / f"vae-{vae_key[:16]}-m{num_tokens}{suffix}"
 
     @classmethod
-    def for_vae(cls, folder: str | Path, vae, num_tokens: int) -> LatentStore:
-        """The store for latents of ``vae`` at ``num_tokens`` tokens under ``folder``."""
-        return cls(folder, vae_fingerprint(vae), num_tokens)
+    def for_vae(cls, folder: str | Path, vae, num_tokens: int, frame: str = "corpus") -> LatentStore:
+        """The store for latents of ``vae`` at ``num_tokens`` tokens, of surfaces in ``frame``, under ``folder``."""
+        return cls(folder, vae_fingerprint(vae), num_tokens, frame)
 
     def path(self, object_id: str) -> Path:
         """File of ``object_id`` (ids that are not plain file names are stored under their SHA-1)."""
@@ -129,7 +136,8 @@ class LatentStore:
                 f"mean and std must be (num_tokens, C) = {expected}, got {tuple(mean.shape)}, {tuple(std.shape)}"
             )
         tensors = {"mean": mean.detach().float().cpu().contiguous(), "std": std.detach().float().cpu().contiguous()}
-        metadata = {"object_id": object_id, "vae_key": self.vae_key, "num_tokens": str(self.num_tokens)}
+        metadata = {"object_id": object_id, "vae_key": self.vae_key, "num_tokens": str(self.num_tokens),
+                    "frame": self.frame}
         return write_bytes_atomic(self.path(object_id), save(tensors, metadata=metadata))
 
     def load(self, object_id: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +147,9 @@ class LatentStore:
             raise KeyError(f"no cached latents for {object_id!r} in {self.folder}; run build_latent_store first")
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata()
-        if metadata.get("object_id") != object_id or metadata.get("vae_key") != self.vae_key:
-            raise KeyError(f"{path} holds latents of another object or VAE; delete it and rebuild the store")
+        if (metadata.get("object_id") != object_id or metadata.get("vae_key") != self.vae_key
+                or metadata.get("frame", "corpus") != self.frame):
+            raise KeyError(f"{path} holds latents of another object, VAE or frame; delete it and rebuild the store")
         tensors = load_file(path)
         return tensors["mean"], tensors["std"]
 
@@ -167,6 +176,7 @@ def build_latent_store(
     generator: torch.Generator | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    frame: str = "corpus",
 ) -> LatentStore:
     """Encode every object of ``dataset`` once and cache its posterior; objects already cached are skipped.
 
@@ -179,9 +189,10 @@ def build_latent_store(
         generator: seeds the query-point selection.
         overwrite: re-encode objects that are already cached.
         progress: show a progress bar.
-    Returns: the :class:`LatentStore` for (vae, num_tokens).
+        frame: the frame of the dataset's surfaces (see :class:`LatentStore`).
+    Returns: the :class:`LatentStore` for (vae, num_tokens, frame).
     """
-    store = LatentStore.for_vae(folder, vae, num_tokens)
+    store = LatentStore.for_vae(folder, vae, num_tokens, frame)
     encoded = skipped = 0
     # Index map-style datasets explicitly (a torch Dataset has no __iter__) so the bar knows the total.
     items = (dataset[i] for i in range(len(dataset))) if hasattr(dataset, "__len__") else iter(dataset)

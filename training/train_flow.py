@@ -129,6 +129,14 @@ class FlowDataConfig:
     # filled for every training object before the first step, then read instead of encoding, and the
     # surface points are no longer loaded per item. None encodes every batch.
     latent_cache: str | None = None
+    # Train on each procedural shape turned back to yaw 0 (training.data.procedural.undo_yaw; the views stay): the
+    # corpus's random yaw cannot be told from an image (evaluation.yaw). Cached latents get their own frame.
+    undo_yaw: bool = False
+
+    @property
+    def frame(self) -> str:
+        """The `LatentStore` frame of the training surfaces."""
+        return "yaw-undone" if self.undo_yaw else "corpus"
 
 
 @dataclass
@@ -304,15 +312,16 @@ def build_objective(config: FlowConfig) -> FlowObjective:
 class CachedLatents:
     """Latents from a `LatentStore` per token count, encoding (and storing) objects not cached yet."""
 
-    def __init__(self, vae: TripoSGVAEModel, folder: str | Path, sample_posterior: bool):
-        self.vae, self.folder, self.sample_posterior = vae, folder, sample_posterior
+    def __init__(self, vae: TripoSGVAEModel, folder: str | Path, sample_posterior: bool, frame: str = "corpus"):
+        self.vae, self.folder, self.sample_posterior, self.frame = vae, folder, sample_posterior, frame
         self.vae_key = vae_fingerprint(vae)  # hashes every weight: once, not per batch
         self.stores: dict[int, LatentStore] = {}
 
     @torch.no_grad()
     def __call__(self, object_ids: list[str], surface: torch.Tensor | None, num_tokens: int,
                  device: torch.device | str | None = None) -> torch.Tensor:
-        store = self.stores.setdefault(num_tokens, LatentStore(self.folder, self.vae_key, num_tokens))
+        store = self.stores.setdefault(num_tokens, LatentStore(self.folder, self.vae_key, num_tokens,
+                                                                         self.frame))
         missing = [i for i, object_id in enumerate(object_ids) if object_id not in store]
         if missing:
             if surface is None:
@@ -334,28 +343,29 @@ def fill_latent_cache(vae: TripoSGVAEModel, data: FlowDataConfig) -> None:
     atomically, so processes never write the same file)."""
     state = PartialState(cpu=not torch.cuda.is_available())  # the state the training's Accelerator will share
     dataset = ImageViewDataset(data.corpus, data.split, num_surface=data.num_surface, load_image=False,
-                               include_flagged=data.include_flagged, per_family=data.objects_per_family)
+                               include_flagged=data.include_flagged, per_family=data.objects_per_family,
+                               undo_yaw=data.undo_yaw)
     vae.to(state.device)
     missing = {}
     for num_tokens in data.token_counts:
-        store = LatentStore.for_vae(data.latent_cache, vae, num_tokens)
+        store = LatentStore.for_vae(data.latent_cache, vae, num_tokens, data.frame)
         missing[num_tokens] = [i for i, object_id in enumerate(dataset.rows["object_id"]) if object_id not in store]
     state.wait_for_everyone()  # every process has the same lists before any writes: the shares do not overlap
     for num_tokens, indices in missing.items():
         share = indices[state.process_index::state.num_processes]
         if share:
             build_latent_store(vae, Subset(dataset, share), num_tokens, data.latent_cache,
-                               progress=state.is_local_main_process)
+                               progress=state.is_local_main_process, frame=data.frame)
     state.wait_for_everyone()
 
 
 def make_loss_fn(
     vae: TripoSGVAEModel, encoder: ConditionEncoder, objective: FlowObjective, config: FlowConfig,
-    latent_cache: str | None = None, teacher: TripoSGDiTModel | None = None,
+    latent_cache: str | None = None, teacher: TripoSGDiTModel | None = None, frame: str = "corpus",
 ) -> Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]:
-    """`compute_loss(model, batch)`: latents (cached or encoded, no grad), contexts (frozen encoder: no grad),
-    flow loss (against `teacher`'s guided prediction when distilling)."""
-    cached = CachedLatents(vae, latent_cache, config.sample_posterior) if latent_cache else None
+    """`compute_loss(model, batch)`: latents (cached, of surfaces in `frame`, or encoded; no grad), contexts
+    (frozen encoder: no grad), flow loss (against `teacher`'s guided prediction when distilling)."""
+    cached = CachedLatents(vae, latent_cache, config.sample_posterior, frame) if latent_cache else None
 
     def compute_loss(model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         surface = batch.get("surface")  # (B, N, 6) xyz + normals; absent when every latent is cached
@@ -493,11 +503,12 @@ def train_flow(config: FlowTrainingConfig, resume: str | None = None) -> Trainer
                                include_flagged=data.include_flagged, load_surface=not data.latent_cache,
                                per_family=data.objects_per_family,
                                appearance=AppearanceJitter(probability=data.appearance_jitter)
-                               if data.appearance_jitter > 0 else None)
+                               if data.appearance_jitter > 0 else None, undo_yaw=data.undo_yaw)
     collate = TokenCountCollate(data.token_counts, seed=config.train.seed)
     largest = max(collate.token_counts)
     trainer = Trainer(
-        config.train, model, dataset, make_loss_fn(vae, encoder, objective, config.flow, config.data.latent_cache, teacher),
+        config.train, model, dataset,
+        make_loss_fn(vae, encoder, objective, config.flow, data.latent_cache, teacher, data.frame),
         collate_fn=collate,
         sample_fn=make_sample_fn(vae, encoder, objective, validation_image(data),
                                  config.sample.num_tokens or largest, config.sample),

@@ -79,7 +79,7 @@ from triposg.rendering import EVALUATION_CAMERA, normalize_mesh, render, save_im
 
 from ..fid import MissingInceptionWeightsError, PathLike, compute_feature_fd, compute_fid, resolve_inception_weights
 from ..metrics import largest_piece_share, reconstruction_metrics
-from ..yaw import yaw_aligned_metrics
+from ..yaw import turn_about_up, yaw_aligned_metrics
 from .archives import UnsafeArchiveError, ZipLimits, safe_extract_zip
 from .cache import CachedGeneration, GenerationCache, canonical_json
 from .extractors import NamedExtractor, dinov2_named_extractor, pixel_named_extractor
@@ -259,7 +259,11 @@ def _evaluate_object(
         row.update({column: math.nan for column in YAW_COLUMNS})
     if entry.mesh is not None:
         row["largest_piece"] = largest_piece_share(entry.mesh)  # before floater removal: broken parts count
-        mesh = normalize_mesh(remove_floaters(entry.mesh), margin=GT_FRAME_MARGIN)  # what a user gets
+        mesh = remove_floaters(entry.mesh)  # what a user gets
+        if test_object.generated_turn_deg:  # into the reference's frame (a model trained with the yaw undone)
+            mesh = trimesh.Trimesh(turn_about_up(mesh.vertices, test_object.generated_turn_deg), mesh.faces,
+                                   process=False)
+        mesh = normalize_mesh(mesh, margin=GT_FRAME_MARGIN)
         generated_normal = render(mesh, EVALUATION_CAMERA, resolution=gt_normal.shape[0])[0].normal
         reference = test_object.load_reference()
         if reference is not None:

@@ -39,7 +39,9 @@ class TestObject:
     `normal_path`: RGB PNG normal map of the same view on white (`triposg.rendering` encoding).
     `reference_path`: the ground-truth surface in the 1.8 frame — a corpus `fields.npz` (its `surface`
     points with normals) or a normalised mesh file — or None.
-    `metadata`: where the object came from (corpus family and seed, or the mesh file).
+    `metadata`: where the object came from (corpus family, seed and yaw, or the mesh file).
+    `generated_turn_deg`: a turn about +y that brings a generated mesh into the reference's frame before it is
+    measured: a corpus shape's yaw when the model was trained with its yaw undone (`corpus_test_set(undo_yaw=True)`).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -49,6 +51,7 @@ class TestObject:
     normal_path: Path
     reference_path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    generated_turn_deg: float = 0.0
 
     def load_rgb(self) -> Image.Image:
         """The evaluation-view image, RGBA."""
@@ -125,12 +128,14 @@ def load_test_set(
 
 def corpus_test_set(
     root: PathLike, split: str | None = "test", limit: int | None = None, include_flagged: bool = False,
-    per_family: int | None = None,
+    per_family: int | None = None, undo_yaw: bool = False,
 ) -> TestSet:
     """The usable objects of a built corpus in `split` (None = all), with their stored evaluation views and
     field data (`fields.npz` surface points serve as the ground-truth surface). `per_family`: only the first
     N objects of each family (a family-balanced sample; manifests list families in blocks, so a plain `limit`
-    takes one or two families), applied before `limit`."""
+    takes one or two families), applied before `limit`. `undo_yaw`: for a model trained on the shapes with their
+    yaw undone (`training.data.procedural.undo_yaw`), whose meshes are turned by each shape's yaw before they
+    are measured (the corpus frame the references and normal maps are in)."""
     from training.data.manifest import read_manifest, select, select_rows
 
     root = Path(root)
@@ -152,11 +157,14 @@ def corpus_test_set(
                 raise FileNotFoundError(f"the corpus object {row.object_id} has no {required.name} in {views}; "
                                         "rebuild it (delete its folder and run the build again)")
         reference = root / row.field_path if isinstance(row.field_path, str) and row.field_path else None
-        metadata = {"source": row.source, "family": row.family, "seed": row.seed, "source_path": row.source_path}
+        yaw_deg = float(row.params.get("yaw_deg", 0.0)) if isinstance(row.params, dict) else 0.0
+        metadata = {"source": row.source, "family": row.family, "seed": row.seed, "source_path": row.source_path,
+                    "yaw_deg": yaw_deg}
         metadata = {key: _plain(value) for key, value in metadata.items()}
-        objects.append(TestObject(row.object_id, rgb, normal, reference, metadata))
+        objects.append(TestObject(row.object_id, rgb, normal, reference, metadata, yaw_deg if undo_yaw else 0.0))
     balance = f", {per_family} per family" if per_family is not None else ""
-    return TestSet(f"corpus {root} (split {split or 'all'}{balance})", objects)
+    frame = ", yaw undone" if undo_yaw else ""
+    return TestSet(f"corpus {root} (split {split or 'all'}{balance}{frame})", objects)
 
 
 def mesh_test_set(

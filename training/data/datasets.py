@@ -26,6 +26,7 @@ from triposg.preprocessing import preprocess_image
 from .augment import AppearanceJitter
 from .fields import FieldData
 from .manifest import read_manifest, select, select_rows
+from .procedural import undo_yaw
 
 
 def usable_rows(corpus: str | Path, split: str | None, include_flagged: bool, per_family: int | None = None
@@ -124,7 +125,8 @@ class ImageViewDataset(Dataset):
     returns the fixed evaluation view without augmentation (for evaluation). `load_surface=False` leaves
     `surface` out (half the read time, for image-only work); `load_image=False` leaves `image` and `view` out
     (for surface-only work such as encoding latents). `appearance` (an `AppearanceJitter`) changes the
-    foreground's lighting and colour of training views (never of the evaluation view).
+    foreground's lighting and colour of training views (never of the evaluation view). `undo_yaw`: the surface
+    of a procedural object turned back to yaw 0 (`procedural.undo_yaw`; the views stay as rendered).
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class ImageViewDataset(Dataset):
         per_family: int | None = None,
         load_image: bool = True,
         appearance: AppearanceJitter | None = None,
+        undo_yaw: bool = False,
     ):
         self.root, self.rows = usable_rows(corpus, split, include_flagged, per_family)
+        self.undo_yaw = undo_yaw
         self.appearance = appearance
         self.load_surface = load_surface
         self.load_image = load_image
@@ -182,6 +186,8 @@ class ImageViewDataset(Dataset):
             item.update(image=image, view=view.name)
         if self.load_surface:
             surface = FieldData.load(self.root / row["field_path"]).surface
+            if self.undo_yaw and row["params"].get("yaw_deg"):
+                surface = undo_yaw(surface, row["params"]["yaw_deg"])  # before subsampling: one frame per object
             if self.num_surface is not None:
                 surface = surface[random.sample(range(len(surface)), self.num_surface)]
             item["surface"] = torch.from_numpy(np.ascontiguousarray(surface, dtype=np.float32))

@@ -41,6 +41,7 @@ from training.data.sdf import (
     Sphere,
     Torus,
     intersection,
+    rotation_matrix,
     smooth_union,
     subtract,
     surface_bounds,
@@ -541,6 +542,24 @@ def sample_shape(family: str, seed: int) -> ProceduralShape:
     material = _sample_material(rng)
     params = {**params, "yaw_deg": yaw_deg, "center": [float(c) for c in center], "scale": scale}
     return ProceduralShape(family, int(seed), params, material, field, bounds)
+
+
+def undo_yaw(surface: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """The (N, 6) surface points + normals of a shape that :func:`sample_shape` turned by ``yaw_deg``, turned back
+    to yaw 0 and renormalised as it normalises (the points' bounding box centred, longest side 2 * HALF_EXTENT).
+
+    Why: the corpus renders each view from a random azimuth, so no image tells the yaw (``evaluation.yaw``);
+    with the yaw undone a view of the turned shape from azimuth a is a view of the result from azimuth a - yaw
+    (the lights move with the camera), so every view stays a valid image of it and the yaw is no longer asked for.
+    """
+    surface = np.asarray(surface)
+    if surface.ndim != 2 or surface.shape[1] != 6:
+        raise ValueError(f"surface must be (N, 6) points + normals, got shape {surface.shape}")
+    back = rotation_matrix("y", -float(yaw_deg))
+    points, normals = surface[:, :3] @ back.T, surface[:, 3:] @ back.T
+    lower, upper = points.min(axis=0), points.max(axis=0)
+    points = (points - (lower + upper) / 2) * (2 * HALF_EXTENT / float(np.max(upper - lower)))
+    return np.concatenate([points, normals], axis=1).astype(surface.dtype, copy=False)
 
 
 def procedural_object_id(family: str, seed: int) -> str:
