@@ -91,6 +91,10 @@ def add_normal_fid_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--no-cache", action="store_true", help="always generate, store nothing")
     parser.add_argument("--recon-threshold", type=float, default=0.05, help="F-score threshold (1.8 frame)")
     parser.add_argument("--recon-points", type=int, default=20_000, help="surface samples per shape")
+    parser.add_argument("--yaw-aligned", action="store_true",
+                        help="also score each mesh after its best turn about the up axis (columns *_yaw)")
+    parser.add_argument("--undo-yaw", action="store_true",
+                        help="the model was trained with data.undo_yaw: turn its meshes by each corpus shape's yaw")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or cuda:N (default: cuda when available); under accelerate launch each "
                              "process uses its own GPU unless this is cpu")
@@ -122,7 +126,7 @@ def run_normal_fid_command(args: argparse.Namespace) -> int:
     fid_mode = args.fid or ("required" if args.inception_weights is not None else "auto")
     config = NormalFidConfig(fid=fid_mode, inception_weights=args.inception_weights,
                              recon_threshold=args.recon_threshold, recon_num_points=args.recon_points,
-                             device=args.device)
+                             device=args.device, yaw_aligned=args.yaw_aligned)
     # Cheap checks first: a missing model or weights file fails before test meshes are rendered or a model loads.
     model_identity(args.model)
     if fid_mode == "required":
@@ -130,7 +134,8 @@ def run_normal_fid_command(args: argparse.Namespace) -> int:
     test_set = None
     if state.is_main_process:  # one process renders a mesh collection's views; the others get its test set
         test_set = load_test_set(args.test_set, split=args.split, work_dir=args.out / "test_set",
-                                 resolution=args.resolution, limit=args.limit, per_family=args.per_family)
+                                 resolution=args.resolution, limit=args.limit, per_family=args.per_family,
+                                 undo_yaw=args.undo_yaw)
     test_set = broadcast_object_list([test_set])[0]
     variant, pipe = load_model_variant(
         args.model, device, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,

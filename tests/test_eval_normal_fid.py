@@ -454,14 +454,23 @@ def test_cli_normal_fid_writes_outputs(corpus, tiny_model_folder, tmp_path, caps
     out = tmp_path / "out"
     code = evaluation_cli(["normal-fid", "--model", str(tiny_model_folder), "--test-set", str(corpus),
                            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--limit", "2",
-                           "--per-family", "1", "--recon-points", "2000", "--device", "cpu"])
+                           "--per-family", "1", "--recon-points", "2000", "--device", "cpu", "--yaw-aligned",
+                           "--undo-yaw"])
     output = capsys.readouterr().out
     assert code == 0, output
     rows = pd.read_csv(out / "per_object.csv")
     assert len(rows) == 2 and rows["family"].is_unique  # one object per family, then the limit
+    assert rows["turn_deg"].abs().le(90).all() and (rows["chamfer_yaw"] <= rows["chamfer"] + 1e-3).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["fd_dinov2"] > 0 and summary["identity"]["sampling"]["num_tokens"] == 16
     assert "FID: unavailable" in output and "FD-DINOv2" in output
+    assert "after the best turn about the up axis" in output and "yaw undone" in output
+
+
+def test_undo_yaw_is_for_corpus_test_sets(tmp_path):
+    trimesh.creation.box().export(tmp_path / "box.obj")
+    with pytest.raises(ValueError, match="no yaw to undo"):
+        load_test_set(tmp_path, work_dir=tmp_path / "work", undo_yaw=True)
 
 
 def test_cli_reports_missing_model_and_weights(corpus, tiny_model_folder, tmp_path, capsys):

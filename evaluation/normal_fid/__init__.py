@@ -393,6 +393,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  vs ground truth ({recon['num_objects']} objects, {recon['frame']}): "
                      f"Chamfer {recon['chamfer_mean']:.4f}   F-score@{recon['threshold']:g} "
                      f"{recon['f_score_mean']:.4f}   normal consistency {recon['normal_consistency_mean']:.4f}")
+        metrics = summary["metrics"]
+        if metrics.get("f_score_yaw") is not None:
+            lines.append(f"  after the best turn about the up axis: Chamfer {metrics['chamfer_yaw']:.4f}   "
+                         f"F-score {metrics['f_score_yaw']:.4f}   normal consistency "
+                         f"{metrics['normal_consistency_yaw']:.4f}")
     else:
         lines.append("  vs ground truth: no ground-truth surfaces in this test set")
     for name, reason in summary["test_set"]["skipped"]:

@@ -103,10 +103,12 @@ def load_test_set(
     zip_limits: ZipLimits | None = None,
     progress: bool = True,
     per_family: int | None = None,
+    undo_yaw: bool = False,
 ) -> TestSet:
     """A test set from a corpus folder (holding `manifest.csv`; `split` is used), a folder of meshes or a
     zip of meshes (rendered at `resolution` into `work_dir`, required for those). `limit`: first N objects.
-    `per_family`: a corpus's first N objects of each family (before `limit`); mesh collections have no families."""
+    `per_family`: a corpus's first N objects of each family (before `limit`); mesh collections have no families.
+    `undo_yaw`: a corpus measured for a model trained with the yaw undone (`corpus_test_set`)."""
     from training.data.manifest import MANIFEST_NAME
 
     path = Path(source).expanduser()
@@ -116,7 +118,10 @@ def load_test_set(
             "or a .zip of meshes"
         )
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
-        return corpus_test_set(path, split=split, limit=limit, per_family=per_family)
+        return corpus_test_set(path, split=split, limit=limit, per_family=per_family, undo_yaw=undo_yaw)
+    if undo_yaw:
+        raise ValueError(f"{path} is a mesh collection, whose shapes have no yaw to undo: undo_yaw (--undo-yaw) is "
+                         "for corpus test sets")
     if per_family is not None:
         raise ValueError(f"{path} is a mesh collection, which has no families: per_family (--per-family) is for "
                          "corpus test sets; use limit (--limit) instead")
