@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from triposg.io import write_bytes_atomic
 
-# Object ids that are already safe, portable file names are used as is; others are hashed.
 FRAMES = ("corpus", "yaw-undone")  # the surfaces a store's latents encode (see LatentStore)
+# Object ids that are already safe, portable file names are used as is; others are hashed.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
